@@ -1,0 +1,123 @@
+/* troupe: messages.
+ *
+ * A message is one allocation: a small header and either an inline payload
+ * (copied in at creation) or a reference to a shared tr_buf. Messages are
+ * moved, never shared: tr_send takes ownership, the receiving actor borrows
+ * the message during receive and the runtime frees it afterwards, unless
+ * the actor claims it with tr_msg_claim (to keep it or send it on). */
+#ifndef TROUPE_MSG_H
+#define TROUPE_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/buf.h"
+#include "troupe/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A generation-checked actor handle: index and generation in one value. It
+ * stays safe to use after the actor dies: a send then returns TR_ECLOSED.
+ * The zero value (TR_ACTOR_NONE) names no actor. */
+typedef struct tr_actor_id {
+    uint64_t bits;
+} tr_actor_id;
+
+#define TR_ACTOR_NONE ((tr_actor_id){0})
+
+static inline int tr_actor_id_eq(tr_actor_id a, tr_actor_id b)
+{
+    return a.bits == b.bits;
+}
+
+static inline int tr_actor_id_is_none(tr_actor_id a)
+{
+    return a.bits == 0;
+}
+
+/* Message types. Types below TR_MSG_USER are the runtime's; applications
+ * number their own from TR_MSG_USER up. */
+enum tr_msg_type {
+    TR_MSG_NONE = 0,
+    /* The runtime or a supervisor asks the actor to stop. Delivered to
+     * receive; unless the actor traps shutdown (tr_actor_trap_shutdown), it
+     * then exits with TR_EXIT_SHUTDOWN after receive returns. */
+    TR_MSG_SHUTDOWN = 1,
+    /* A monitored actor exited: `from` is who, `ref` the monitor reference,
+     * `reason` the exit reason. */
+    TR_MSG_DOWN = 2,
+    /* A request made with tr_request got no reply in time: `ref` is the
+     * request id. */
+    TR_MSG_TIMEOUT = 3,
+    /* Runtime-internal types (never delivered to receive). */
+    TR_MSG__MONITOR = 16,
+    TR_MSG__DEMONITOR = 17,
+    TR_MSG__KILL = 18,
+    TR_MSG__SUP_DEADLINE = 19,
+    /* Network types are numbered by net/ from here. */
+    TR_MSG__NET = 256,
+    TR_MSG_USER = 0x10000
+};
+
+/* Message flags (read-only for applications). */
+enum tr_msg_flag {
+    TR_MSGF_REQUEST = 1u << 0, /* sent with tr_request: answer with tr_reply */
+    TR_MSGF_REPLY = 1u << 1,   /* a reply: `ref` is the request id */
+    TR_MSGF_SYSTEM = 1u << 2,  /* travels on the priority lane */
+    TR_MSGF_CLAIMED = 1u << 3  /* private: receive took ownership */
+};
+
+typedef struct tr_msg tr_msg;
+
+/* Fields are read-only for applications except where noted; use the
+ * constructors below. */
+struct tr_msg {
+    tr_msg *next;      /* private: mailbox link */
+    uint32_t type;     /* a tr_msg_type, or an application type >= TR_MSG_USER */
+    uint32_t flags;    /* tr_msg_flag bits */
+    tr_actor_id from;  /* the sending actor, or TR_ACTOR_NONE from a foreign thread */
+    uint64_t ref;      /* request id, monitor reference or timer id, by type */
+    int64_t reason;    /* TR_MSG_DOWN: the exit reason; free for application use otherwise */
+    size_t len;        /* payload length */
+    tr_buf *buf;       /* shared payload, or NULL when inline */
+    unsigned char *data_; /* private: points at the payload */
+    _Alignas(16) unsigned char inline_[]; /* private */
+};
+
+/* Allocates a message of `type` whose payload is a copy of data[0..len)
+ * (data may be NULL when len is 0, or to leave the payload uninitialised
+ * for the caller to fill through tr_msg_data before sending).
+ * Returns NULL when out of memory. Threads: any thread. */
+TR_API tr_msg *tr_msg_new(uint32_t type, const void *data, size_t len);
+
+/* Allocates a message of `type` whose payload is b (the message takes one
+ * reference: retain b first if you keep using it). Returns NULL when out of
+ * memory; b is then released. Threads: any thread. */
+TR_API tr_msg *tr_msg_new_buf(uint32_t type, tr_buf *b);
+
+/* Returns a new message with the same type, payload (a buffer is shared, not
+ * copied) and `reason`; `from`, `ref` and flags are cleared. NULL when out of
+ * memory. Threads: any thread. */
+TR_API tr_msg *tr_msg_clone(const tr_msg *m);
+
+/* Frees a message you own. NULL is a no-op. Threads: any thread. */
+TR_API void tr_msg_free(tr_msg *m);
+
+/* The payload bytes (len bytes). */
+static inline unsigned char *tr_msg_data(const tr_msg *m)
+{
+    return m->data_;
+}
+
+static inline size_t tr_msg_len(const tr_msg *m)
+{
+    return m->len;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

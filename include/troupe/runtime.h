@@ -1,0 +1,86 @@
+/* troupe: the runtime.
+ *
+ * A runtime owns W worker threads, each running one libev loop and a ready
+ * queue of actors. Lifecycle: tr_runtime_new -> tr_runtime_start ->
+ * (actors run) -> tr_runtime_shutdown (graceful, bounded by a deadline) ->
+ * tr_runtime_stop (joins the workers) -> tr_runtime_free. */
+#ifndef TROUPE_RUNTIME_H
+#define TROUPE_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/actor.h"
+#include "troupe/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_runtime_config {
+    /* Worker threads; 0 (default) means one per online CPU. */
+    unsigned workers;
+    /* Most messages an actor handles per turn before others get a go
+     * (fairness). Default 64. */
+    unsigned batch;
+    /* How long an idle worker polls for work before it sleeps, in
+     * microseconds. Waking a sleeping thread costs several microseconds, so
+     * a short spell keeps cross-worker messaging fast; it is bounded, so an
+     * idle runtime still uses ~0% CPU. Default 50; 0 sleeps at once. */
+    unsigned spin_us;
+} tr_runtime_config;
+
+/* Fills cfg with the defaults above. */
+TR_API void tr_runtime_config_defaults(tr_runtime_config *cfg);
+
+/* Creates a runtime (threads not started yet). cfg may be NULL for the
+ * defaults. Returns NULL with the code in *err (TR_EINVAL, TR_ENOMEM).
+ * Threads: any thread. */
+TR_API tr_runtime *tr_runtime_new(const tr_runtime_config *cfg, int *err);
+
+/* Starts the worker threads. Actors may be spawned before start; they run
+ * once it is called. Returns 0, TR_ESTATE if already started, or a negated
+ * errno from thread creation.
+ * Threads: not on a worker of this runtime. */
+TR_API int tr_runtime_start(tr_runtime *rt);
+
+/* Graceful shutdown: refuses new spawns, sends TR_MSG_SHUTDOWN to every
+ * actor (supervised children are stopped by their supervisors, in reverse
+ * start order), and waits up to timeout_ms for all of them to exit. At the
+ * deadline every actor still alive is forced to exit (terminate still runs,
+ * on its worker) and the call returns TR_ETIMEDOUT. It never waits past the
+ * deadline, whatever the actors do; a worker stuck inside a callback that
+ * never returns is reported in the log and cannot be joined.
+ * Returns 0, TR_ETIMEDOUT, or TR_ESTATE if not running.
+ * Threads: not on a worker (blocks); returns TR_EDEADLK on one. */
+TR_API int tr_runtime_shutdown(tr_runtime *rt, uint32_t timeout_ms);
+
+/* Stops the workers and joins them. Actors still alive are forced to exit
+ * first (terminate runs). Idempotent. Returns 0 or TR_EDEADLK on a worker.
+ * Threads: not on a worker (blocks). */
+TR_API int tr_runtime_stop(tr_runtime *rt);
+
+/* Stops the runtime if needed and frees it. NULL is a no-op. Handles of its
+ * actors stay safe to use: sends return TR_ECLOSED.
+ * Threads: not on a worker. */
+TR_API void tr_runtime_free(tr_runtime *rt);
+
+/* Number of workers. Threads: any thread. */
+TR_API unsigned tr_runtime_workers(const tr_runtime *rt);
+
+/* Actors spawned and not yet fully reclaimed (exact once quiescent).
+ * Threads: any thread. */
+TR_API uint64_t tr_runtime_actor_count(const tr_runtime *rt);
+
+/* Nonzero while the runtime is started and not shutting down or stopped.
+ * Threads: any thread. */
+TR_API int tr_runtime_is_running(const tr_runtime *rt);
+
+/* Nonzero when called on one of rt's workers. Threads: any thread. */
+TR_API int tr_runtime_on_worker(const tr_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

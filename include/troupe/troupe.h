@@ -1,0 +1,14 @@
+/* troupe: umbrella header. Includes every public header, nothing else. */
+#ifndef TROUPE_H
+#define TROUPE_H
+
+#include "troupe/error.h"
+#include "troupe/log.h"
+#include "troupe/buf.h"
+#include "troupe/msg.h"
+#include "troupe/actor.h"
+#include "troupe/runtime.h"
+#include "troupe/timer.h"
+#include "troupe/supervisor.h"
+
+#endif

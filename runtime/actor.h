@@ -1,0 +1,70 @@
+/* Internal: the actor record and the send path. */
+#ifndef TROUPE_RUNTIME_ACTOR_H
+#define TROUPE_RUNTIME_ACTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "troupe/actor.h"
+#include "mailbox.h"
+#include "slot.h"
+
+struct tr__worker;
+struct tr__timer;
+
+enum {
+    TR__A_STARTED = 1u << 0,      /* init has run (or was skipped) */
+    TR__A_EXITING = 1u << 1,      /* tr_exit called; finish after the callback */
+    TR__A_TRAP_SHUTDOWN = 1u << 2,
+    TR__A_SUPERVISED = 1u << 3,   /* its supervisor stops it, not the broadcast */
+    TR__A_LISTED = 1u << 4,       /* on its worker's actor list */
+    TR__A_NO_TERMINATE = 1u << 5, /* init failed or never ran */
+    TR__A_SHUTDOWN_SENT = 1u << 6
+};
+
+/* About 160 bytes; an idle actor costs this plus its slot (32 bytes). */
+struct tr_actor {
+    tr__mailbox mbox;           /* push: any thread; pop: owning worker */
+    uint32_t scheduled;         /* any thread; atomics. 1 while queued, running or dead */
+    uint32_t overflow_exit;     /* any thread; atomics. Set by a refused sender (TR_OVERFLOW_EXIT) */
+    struct tr_actor *run_next;  /* ready-queue link; whoever queues it */
+    struct tr__worker *worker;  /* immutable */
+    tr__slot *slot;             /* immutable */
+    tr_actor_id id;             /* immutable */
+    const tr_behavior *beh;     /* immutable */
+    void *state;                /* owning worker only */
+    void *arg;                  /* init argument; owning worker only */
+    struct tr_actor *list_prev; /* worker's actor list; owning worker only */
+    struct tr_actor *list_next;
+    tr_msg *monitors;           /* MONITOR messages kept as watcher records; owner only */
+    struct tr__timer *timers;   /* timers and pending requests; owner only */
+    uint32_t flags;             /* TR__A_*; owner only */
+    int exit_reason;            /* owner; read by the reclaimer after the slot CAS */
+};
+
+/* Thread-local context of the calling thread. */
+struct tr__worker *tr__current_worker(void);
+tr_actor *tr__current_actor(void);
+void tr__set_current(struct tr__worker *w, tr_actor *a);
+
+/* Sends m to `to` (m->from and flags already set). sys selects the priority
+ * lane. Takes m in every case. Any thread. */
+int tr__send(tr_actor_id to, tr_msg *m, bool sys);
+
+/* Runs one turn of a (owning worker). */
+void tr__actor_run(struct tr__worker *w, tr_actor *a);
+
+/* Exits a now with reason, on its worker (used for forced exits). */
+void tr__actor_force_exit(tr_actor *a, int reason);
+
+/* Asks a to shut down (pushes TR_MSG_SHUTDOWN). Owning worker. */
+void tr__actor_send_shutdown(tr_actor *a);
+
+typedef struct tr__spawn_ex {
+    bool supervised;
+} tr__spawn_ex;
+
+int tr__spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_opts *opts,
+              const tr__spawn_ex *ex, tr_actor_id *out);
+
+#endif
