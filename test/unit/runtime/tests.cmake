@@ -1,0 +1,1 @@
+troupe_add_test(runtime/smoke concurrency)
