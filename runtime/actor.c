@@ -160,7 +160,12 @@ int tr__spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_op
     } else {
         w = &rt->workers[tr__faa32(&rt->rr, 1) % rt->nworkers];
     }
-    tr_actor *a = calloc(1, sizeof(*a));
+    size_t extra = ex != NULL ? ex->extra_size : 0;
+    if (extra > ((size_t)1 << 30)) {
+        return TR_EINVAL;
+    }
+    size_t head = (sizeof(tr_actor) + 15) & ~(size_t)15;
+    tr_actor *a = calloc(1, head + extra);
     if (a == NULL) {
         return TR_ENOMEM;
     }
@@ -196,6 +201,33 @@ int tr__spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_op
     *out = a->id;
     tr__worker_enqueue(w, a);
     return 0;
+}
+
+void *tr__actor_extra(tr_actor *a)
+{
+    return (char *)a + ((sizeof(tr_actor) + 15) & ~(size_t)15);
+}
+
+tr__worker *tr__actor_worker(tr_actor *a)
+{
+    return a->worker;
+}
+
+tr_actor *tr__actor_pin(tr_actor_id id, tr__slot **slot_out)
+{
+    tr__slot *s = tr__slot_get(id);
+    if (s == NULL || !tr__slot_pin(s, id)) {
+        return NULL;
+    }
+    *slot_out = s;
+    return tr__loadp((void **)&s->actor);
+}
+
+void tr__actor_unpin(tr__slot *slot, tr_actor *a)
+{
+    if (tr__slot_unpin(slot)) {
+        reclaim(a);
+    }
 }
 
 int tr_spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_opts *opts,

@@ -62,7 +62,23 @@ void tr__actor_send_shutdown(tr_actor *a);
 
 typedef struct tr__spawn_ex {
     bool supervised;
+    /* Bytes allocated with the actor record, zeroed (tr__actor_extra). They
+     * live until the actor is reclaimed, i.e. as long as anyone holding a
+     * pin (tr__actor_pin) can look at them: the place for fields that
+     * foreign threads read or update atomically. */
+    size_t extra_size;
 } tr__spawn_ex;
+
+/* The extra bytes requested at spawn (16-byte aligned). */
+void *tr__actor_extra(tr_actor *a);
+
+/* Pins id's actor so its record (and extra bytes) cannot be reclaimed;
+ * NULL if it has exited. Pair with tr__actor_unpin. Any thread. */
+tr_actor *tr__actor_pin(tr_actor_id id, tr__slot **slot_out);
+void tr__actor_unpin(tr__slot *slot, tr_actor *a);
+
+/* The worker record of the actor (net/ hangs per-worker state on it). */
+struct tr__worker *tr__actor_worker(tr_actor *a);
 
 int tr__spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_opts *opts,
               const tr__spawn_ex *ex, tr_actor_id *out);

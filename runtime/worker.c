@@ -26,16 +26,21 @@ int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index)
         return TR_ENOMEM;
     }
     ev_async_init(&w->wake, on_wake);
+    /* The wake-up watcher stays referenced: with no active watcher at all,
+     * ev_run(EVRUN_ONCE) would return at once instead of blocking, and an
+     * idle worker would spin. */
     ev_async_start(w->loop, &w->wake);
-    /* The wake-up watcher alone must not keep ev_run from returning. */
-    ev_unref(w->loop);
     return 0;
 }
 
 void tr__worker_fini(tr__worker *w)
 {
+    if (w->ext_free != NULL) {
+        w->ext_free(w->ext);
+        w->ext = NULL;
+        w->ext_free = NULL;
+    }
     if (w->loop != NULL) {
-        ev_ref(w->loop);
         ev_async_stop(w->loop, &w->wake);
         ev_loop_destroy(w->loop);
         w->loop = NULL;

@@ -33,6 +33,8 @@ typedef struct tr__worker {
     tr_actor *run_tail;
     tr_actor *actors;         /* started actors; owning worker only */
     uint64_t next_ref;        /* monitor refs, timer and request ids; owner only */
+    void *ext;                /* per-worker state of net/; owner only */
+    void (*ext_free)(void *ext); /* called at tr__worker_fini */
     uint32_t shutdown_done;   /* owner only */
     uint32_t force_done;      /* owner only */
     _Alignas(64) tr_actor *incoming; /* any thread pushes; owner takes */

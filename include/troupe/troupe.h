@@ -10,5 +10,9 @@
 #include "troupe/runtime.h"
 #include "troupe/timer.h"
 #include "troupe/supervisor.h"
+#include "troupe/codec.h"
+#include "troupe/conn.h"
+#include "troupe/server.h"
+#include "troupe/client.h"
 
 #endif

@@ -1,0 +1,70 @@
+/* troupe: TCP clients.
+ *
+ * A client connection is a connection actor like a server's, with the same
+ * codecs, handler callbacks and send API, made by dialling out. */
+#ifndef TROUPE_CLIENT_H
+#define TROUPE_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/codec.h"
+#include "troupe/conn.h"
+#include "troupe/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_client_config {
+    const char *connect;       /* "host:port"; required */
+    uint32_t connect_timeout_ms; /* default 5000 */
+    const tr_codec *codec;     /* required */
+    const tr_handler *handler; /* required */
+    void *user;
+    /* Called when the dial finished: err 0 (connected; on_open follows) or
+     * the failure (TR_ECONNREFUSED, TR_ETIMEDOUT, ...). Worker thread. */
+    void (*on_dial)(tr_conn_id id, int err, void *user);
+    tr_error_action policy[TR_ERR__COUNT];
+    uint32_t idle_timeout_ms;  /* default 0 = off */
+    uint32_t write_timeout_ms; /* default 0 = off */
+    uint32_t linger_ms;        /* default 5000 */
+    size_t max_frame_bytes;    /* default 1 MiB */
+    size_t send_queue_bytes;   /* default 4 MiB */
+    size_t high_watermark, low_watermark; /* default 1 MiB / 256 KiB */
+    tr_overflow send_overflow;
+    bool nodelay;              /* default true */
+    bool keepalive;            /* default true, idle 300 s (the seed's 5 min) */
+    /* Reconnect after a failed dial or a lost connection, with capped
+     * exponential backoff and jitter; the tr_conn_id stays the same. */
+    bool reconnect;
+    uint32_t backoff_min_ms;   /* default 100 */
+    uint32_t backoff_max_ms;   /* default 30000 */
+    uint32_t max_attempts;     /* 0 = unlimited */
+    int (*on_socket)(int fd, void *user);
+} tr_client_config;
+
+TR_API void tr_client_config_defaults(tr_client_config *cfg);
+
+/* Starts dialling; the connection actor runs on a worker of rt. *out gets
+ * its id at once (sends before the connection opens are queued). cfg is
+ * copied; codec and handler must outlive the connection. Returns 0,
+ * TR_ENOCODEC, TR_ENOHANDLER, TR_EADDR, TR_ECLOSED (runtime stopping) or
+ * TR_ENOMEM. Threads: any thread. */
+TR_API int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *out);
+
+/* One-shot request/response (the seed's Once): connect, send one frame
+ * encoded with codec, read one frame back, close. No runtime needed.
+ * On success *reply is a new buffer (release it) and the return is 0;
+ * else TR_ETIMEDOUT (whole exchange over timeout_ms), TR_ECONNREFUSED,
+ * TR_ECLOSED (peer closed before a whole frame), TR_EMSGSIZE, ...
+ * Threads: not on a worker (blocks). */
+TR_API int tr_client_once(const char *addr, const tr_codec *codec, const void *data, size_t len,
+                          size_t max_frame, uint32_t timeout_ms, tr_buf **reply);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

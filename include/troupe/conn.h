@@ -1,0 +1,177 @@
+/* troupe: connections.
+ *
+ * Every connection (accepted by a server or made by a client) is an actor
+ * on one worker. Its reader decodes the byte stream with the codec and
+ * hands each frame to the handler; its writer queues what is sent and
+ * drains it with writev when the socket is writable, once per loop turn.
+ *
+ * Two handles:
+ * - `tr_conn *` is the connection itself, valid only inside its handler
+ *   callbacks, on its worker. The fast calls (tr_conn_write, ...) take it.
+ * - `tr_conn_id` is a value safe anywhere and after the connection is gone
+ *   (sends then return TR_ECLOSED), for other actors and threads.
+ *
+ * Handlers are either callbacks run inside the connection actor (the
+ * default: no message per frame) or another actor, which then receives the
+ * TR_MSG_CONN_* messages below. */
+#ifndef TROUPE_CONN_H
+#define TROUPE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "troupe/actor.h"
+#include "troupe/buf.h"
+#include "troupe/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_conn tr_conn;
+
+/* A connection handle usable from any thread. Zero names none. */
+typedef struct tr_conn_id {
+    uint64_t bits;
+} tr_conn_id;
+
+/* Error classes, for the error policy. */
+typedef enum tr_error_class {
+    TR_ERR_PEER_RESET = 0,      /* the peer reset the connection */
+    TR_ERR_READ = 1,            /* read failed */
+    TR_ERR_WRITE = 2,           /* write failed (incl. EPIPE) */
+    TR_ERR_FRAME_TOO_LARGE = 3, /* a frame exceeded the max frame size */
+    TR_ERR_MALFORMED = 4,       /* the codec rejected the input */
+    TR_ERR_HANDLER = 5,         /* on_frame returned an error */
+    TR_ERR_IDLE_TIMEOUT = 6,    /* nothing read or written for idle_timeout_ms */
+    TR_ERR_WRITE_TIMEOUT = 7,   /* queued output made no progress for write_timeout_ms */
+    TR_ERR_SEND_OVERFLOW = 8,   /* the send queue overflowed under TR_OVERFLOW_EXIT */
+    TR_ERR__COUNT = 9
+} tr_error_class;
+
+/* What to do about an error (the seed's ErrorAction). */
+typedef enum tr_error_action {
+    TR_DISCONNECT = 0, /* close the connection (the default for every class) */
+    TR_CONTINUE = 1    /* keep it: honoured where it can make sense, see below */
+} tr_error_action;
+
+/* CONTINUE is honoured for FRAME_TOO_LARGE and MALFORMED only when the
+ * codec can resynchronise (the line codec skips to the next newline), for
+ * HANDLER (the frame is dropped), IDLE_TIMEOUT and WRITE_TIMEOUT (the
+ * clock restarts) and SEND_OVERFLOW (the send is refused, the connection
+ * stays). PEER_RESET, READ and WRITE always disconnect: the socket is
+ * unusable. */
+
+/* Name of an error class ("peer_reset", ...). Threads: any thread. */
+TR_API const char *tr_error_class_name(tr_error_class cls);
+
+/* Connection callbacks. All run on the connection's worker, inside its
+ * actor, never inside the call that caused them. `user` is the config's
+ * user pointer. Any may be NULL except on_frame. */
+typedef struct tr_handler {
+    /* A connection is open. Return 0, or a negative code to close it at
+     * once (on_close then follows). */
+    int (*on_open)(tr_conn *c, void *user);
+    /* One decoded frame; data is valid only during the call. Return 0, or a
+     * negative code: a TR_ERR_HANDLER error for the policy. */
+    int (*on_frame)(tr_conn *c, const void *data, size_t len, void *user);
+    /* The send queue crossed the high watermark (writable = false) or went
+     * back under the low one (true). Reading pauses meanwhile. */
+    void (*on_writable)(tr_conn *c, bool writable, void *user);
+    /* The server is draining: last chance to queue a goodbye frame. The
+     * connection then flushes, half-closes and closes. */
+    void (*on_shutdown)(tr_conn *c, void *user);
+    /* The connection is closed (fd released). reason is 0 for an orderly
+     * close, else the TR_E* code that ended it. Last callback. */
+    void (*on_close)(tr_conn *c, int reason, void *user);
+    /* An error happened; return what to do. NULL: use the policy table. */
+    tr_error_action (*on_error)(tr_conn *c, tr_error_class cls, int err, void *user);
+} tr_handler;
+
+/* Messages a handler actor receives (msg->ref holds the tr_conn_id bits;
+ * msg->from is the connection actor). */
+enum tr_conn_msg_type {
+    TR_MSG_CONN_OPEN = 256,       /* a connection opened */
+    TR_MSG_CONN_FRAME = 257,      /* payload = one decoded frame */
+    TR_MSG_CONN_UNWRITABLE = 258, /* send queue over the high watermark */
+    TR_MSG_CONN_WRITABLE = 259,   /* back under the low watermark */
+    TR_MSG_CONN_SHUTDOWN = 260,   /* draining: send a goodbye with tr_conn_send */
+    TR_MSG_CONN_CLOSED = 261      /* closed; msg->reason as on_close */
+};
+
+static inline tr_conn_id tr_conn_id_from_msg(const tr_msg *m)
+{
+    tr_conn_id id = {m->ref};
+    return id;
+}
+
+/* Per-connection counters. */
+typedef struct tr_conn_stats {
+    uint64_t bytes_in, bytes_out;
+    uint64_t frames_in, frames_out;
+    uint64_t sends_refused;
+    uint64_t queued_bytes; /* now */
+} tr_conn_stats;
+
+/* ---- owning worker only (inside the connection's callbacks) ---- */
+
+/* Encodes and queues one frame; it leaves before the worker next waits for
+ * events. Returns 0, TR_EBUFFULL (queue over its limit and the overflow
+ * policy refuses: nothing queued), TR_ECLOSED, or TR_EMSGSIZE. */
+TR_API int tr_conn_write(tr_conn *c, const void *data, size_t len);
+
+/* As tr_conn_write with a shared buffer (no copy). Takes b in every case. */
+TR_API int tr_conn_write_buf(tr_conn *c, tr_buf *b);
+
+/* Graceful close: stops reading frames, flushes the queue, half-closes,
+ * waits (bounded) for the peer to close, then closes. on_close follows. */
+TR_API int tr_conn_close(tr_conn *c);
+
+/* Immediate close; unsent data is dropped and the peer sees a reset. */
+TR_API int tr_conn_abort(tr_conn *c);
+
+/* Half-close: after the queue is flushed, shut the write side (the peer
+ * reads EOF); reading goes on. */
+TR_API int tr_conn_shutdown_write(tr_conn *c);
+
+TR_API bool tr_conn_is_closed(const tr_conn *c);
+TR_API tr_conn_id tr_conn_get_id(const tr_conn *c);
+TR_API void *tr_conn_user(const tr_conn *c);
+TR_API void tr_conn_set_user(tr_conn *c, void *user);
+TR_API void tr_conn_stats_get(const tr_conn *c, tr_conn_stats *out);
+
+/* Peer and local address as "host:port" ("[v6]:port" for IPv6). Returns
+ * the length, or TR_EINVAL if buf is too small (64 bytes always do). */
+TR_API int tr_conn_peer(const tr_conn *c, char *buf, size_t len);
+TR_API int tr_conn_local(const tr_conn *c, char *buf, size_t len);
+
+/* ---- any thread ---- */
+
+/* Queues a frame on the connection behind id (a copy of data). Never
+ * blocks. Returns 0, TR_EBUFFULL (over the queue limit: the seed's
+ * ErrBufferFull), TR_ECLOSED, TR_EMSGSIZE or TR_ENOMEM. */
+TR_API int tr_conn_send(tr_conn_id id, const void *data, size_t len);
+
+/* As tr_conn_send with a shared buffer: one buffer, many connections, no
+ * copies. Takes b in every case. */
+TR_API int tr_conn_send_buf(tr_conn_id id, tr_buf *b);
+
+/* Waits up to timeout_ms for room, then sends (the seed's WriteTimeout /
+ * WriteBlocking). Returns as tr_conn_send, or TR_ETIMEDOUT.
+ * Threads: not on a worker (blocks); TR_EDEADLK there. */
+TR_API int tr_conn_send_wait(tr_conn_id id, const void *data, size_t len, uint32_t timeout_ms);
+
+/* Asks the connection to close gracefully / abort. Returns 0 or TR_ECLOSED. */
+TR_API int tr_conn_close_id(tr_conn_id id);
+TR_API int tr_conn_abort_id(tr_conn_id id);
+
+/* True once the connection is closing or gone. */
+TR_API bool tr_conn_id_is_closed(tr_conn_id id);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,139 @@
+/* troupe: TCP servers.
+ *
+ * A server listens on one address and turns every accepted socket into a
+ * connection actor on one of the runtime's workers. Lifecycle:
+ * tr_server_new -> tr_server_start -> running -> tr_server_shutdown
+ * (graceful, bounded) or tr_server_close (immediate) -> tr_server_free.
+ * The runtime must outlive the server. */
+#ifndef TROUPE_SERVER_H
+#define TROUPE_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/actor.h"
+#include "troupe/codec.h"
+#include "troupe/conn.h"
+#include "troupe/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_server tr_server;
+
+/* What happens past max_connections. */
+typedef enum tr_admission {
+    TR_ADMIT_CLOSE = 0, /* accept and close at once (the client sees EOF) */
+    TR_ADMIT_PAUSE = 1  /* stop accepting until a connection closes */
+} tr_admission;
+
+/* How accepted connections spread over workers. */
+typedef enum tr_accept_mode {
+    TR_ACCEPT_REUSEPORT = 0, /* one SO_REUSEPORT listener per worker (default) */
+    TR_ACCEPT_SINGLE = 1     /* one listener on worker 0, round-robin hand-out */
+} tr_accept_mode;
+
+/* Lifecycle events for an observer (the seed's callbacks). Each runs on a
+ * worker and must not block. Any may be NULL. */
+typedef struct tr_server_observer {
+    void (*on_new)(tr_conn *c, void *user);
+    void (*on_read)(tr_conn *c, size_t bytes, void *user);
+    void (*on_write)(tr_conn *c, size_t bytes, void *user);
+    void (*on_close)(tr_conn *c, int reason, void *user);
+    void (*on_error)(tr_conn *c, tr_error_class cls, int err, tr_error_action action, void *user);
+    void (*on_info)(const char *line, void *user); /* server-level events */
+} tr_server_observer;
+
+typedef struct tr_server_config {
+    const char *listen;        /* "127.0.0.1:8080", "[::1]:0", "0.0.0.0:0"; required */
+    int backlog;               /* default 1024 */
+    const tr_codec *codec;     /* required (TR_ENOCODEC), must outlive the server */
+    const tr_handler *handler; /* required unless handler_actor is set (TR_ENOHANDLER) */
+    tr_actor_id handler_actor; /* frames go to this actor as TR_MSG_CONN_* instead */
+    void *user;                /* handed to every callback */
+    tr_error_action policy[TR_ERR__COUNT]; /* default all TR_DISCONNECT */
+    uint32_t idle_timeout_ms;  /* default 30000; 0 = off */
+    uint32_t write_timeout_ms; /* default 0 = off */
+    uint32_t linger_ms;        /* max wait for the peer's FIN after our half-close; default 5000 */
+    size_t max_frame_bytes;    /* default 1 MiB */
+    size_t send_queue_bytes;   /* per-connection send queue limit; default 4 MiB */
+    size_t high_watermark;     /* default 1 MiB: pause reading, on_writable(false) */
+    size_t low_watermark;      /* default 256 KiB: resume, on_writable(true) */
+    tr_overflow send_overflow; /* full queue: REFUSE (default), DROP_OLDEST, EXIT = disconnect */
+    uint32_t max_connections;  /* default 0 = unlimited */
+    tr_admission admission;    /* default TR_ADMIT_CLOSE */
+    uint32_t max_per_ip;       /* default 0 = unlimited */
+    /* Called on each accepted fd before use (SO_RCVBUF and friends).
+     * Return 0, or a negative code to refuse the connection. */
+    int (*on_socket)(int fd, void *user);
+    bool nodelay;              /* TCP_NODELAY; default true */
+    bool keepalive;            /* SO_KEEPALIVE; default true */
+    tr_accept_mode accept_mode;
+    const tr_server_observer *observer;
+} tr_server_config;
+
+/* Fills cfg with the defaults above (listen, codec, handler unset). */
+TR_API void tr_server_config_defaults(tr_server_config *cfg);
+
+/* Validates cfg and creates a server (not listening yet). Returns NULL with
+ * *err = TR_ENOCODEC, TR_ENOHANDLER, TR_EADDR (unparsable address),
+ * TR_EINVAL (inconsistent limits) or TR_ENOMEM. cfg is copied; the codec,
+ * handler and observer it points to must outlive the server.
+ * Threads: any thread. */
+TR_API tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err);
+
+/* Binds, listens and starts accepting. Returns 0, TR_ESTATE, or the bind
+ * error (TR_EADDRINUSE, ...). Threads: not on a worker. */
+TR_API int tr_server_start(tr_server *srv);
+
+/* The bound address ("127.0.0.1:43125"), valid once started. Returns the
+ * length or TR_ESTATE / TR_EINVAL. tr_server_port returns the port. */
+TR_API int tr_server_address(const tr_server *srv, char *buf, size_t len);
+TR_API int tr_server_port(const tr_server *srv);
+
+/* Graceful shutdown: stops accepting (new connects are refused), tells
+ * every connection to drain (on_shutdown, flush, half-close, read until the
+ * peer closes), and waits up to timeout_ms. At the deadline the rest are
+ * closed by force. Returns 0, TR_ETIMEDOUT if some were forced, or
+ * TR_ESTATE. Threads: not on a worker (blocks); TR_EDEADLK there. */
+TR_API int tr_server_shutdown(tr_server *srv, uint32_t timeout_ms);
+
+/* Immediate close: stops accepting and aborts every connection; returns
+ * once all are closed. Threads: not on a worker (blocks). */
+TR_API int tr_server_close(tr_server *srv);
+
+/* Closes if needed and frees. NULL is a no-op. Threads: not on a worker. */
+TR_API void tr_server_free(tr_server *srv);
+
+/* States. Threads: any thread. */
+TR_API bool tr_server_is_running(const tr_server *srv);
+TR_API bool tr_server_is_draining(const tr_server *srv);
+TR_API uint64_t tr_server_open_connections(const tr_server *srv);
+
+typedef struct tr_server_stats {
+    uint64_t accepted;     /* connections accepted and admitted */
+    uint64_t refused;      /* accepted but closed at once (limits, hook, on_open) */
+    uint64_t active;       /* open now */
+    uint64_t closed;
+    uint64_t bytes_in, bytes_out;
+    uint64_t frames_in, frames_out;
+    uint64_t errors[TR_ERR__COUNT];
+    uint64_t disconnects;  /* errors answered with TR_DISCONNECT */
+    uint64_t continues;    /* errors answered with TR_CONTINUE */
+    uint64_t sends_refused;
+    uint64_t idle_timeouts;
+    uint64_t accept_errors; /* EMFILE and friends */
+    uint64_t forced_closes; /* closed by force at a shutdown deadline */
+} tr_server_stats;
+
+/* A snapshot of the counters (summed over workers; each counter is exact
+ * once the server is quiet). Threads: any thread. */
+TR_API void tr_server_stats_get(const tr_server *srv, tr_server_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

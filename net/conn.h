@@ -1,0 +1,178 @@
+/* Internal: the connection actor.
+ *
+ * Design notes. A connection is an actor whose record carries a tr_conn in
+ * its extra bytes (tr__actor_extra), so a foreign sender holding a pin may
+ * touch the two atomic fields (`queued`, `closing`) however late. All else
+ * belongs to the owning worker.
+ *
+ * Bytes in: the read watcher reads into the worker's shared buffer; frames
+ * are decoded in place and handed to the handler at once; only the tail of
+ * an incomplete frame is copied into a right-sized per-connection buffer
+ * (`pend`), freed when the frame completes. An idle connection owns no
+ * buffer.
+ * Bytes out: writes append to the send queue and put the connection on its
+ * worker's flush list; the list is written out with one writev per
+ * connection after the loop's I/O callbacks (an ev_check at the lowest
+ * priority) and before the loop next polls (an ev_prepare), so an echo
+ * reply leaves in the same iteration and fan-out gathers. The write
+ * watcher runs only while the kernel refuses bytes.
+ * Backpressure: over the high watermark, or while a handler actor's bounded
+ * mailbox is full, the read watcher stops (the kernel window then slows the
+ * peer) until the queue is under the low watermark / the handler has room.
+ * Timeouts: one ev_timer per connection, re-armed only when it fires (the
+ * libev "cheap timeout" pattern), never on every read. */
+#ifndef TROUPE_NET_CONN_H
+#define TROUPE_NET_CONN_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "troupe/codec.h"
+#include "troupe/conn.h"
+#include "troupe/server.h"
+#include "outq.h"
+
+struct tr__netw;
+struct tr__conn_list;
+
+/* Per-worker server counters: written by the owning worker with relaxed
+ * stores, summed by readers with relaxed loads. */
+typedef struct tr__netstats {
+    tr_server_stats s;
+    char pad_[64];
+} tr__netstats;
+
+#define TR__STAT_ADD(st, field, n)                                                                 \
+    do {                                                                                           \
+        if ((st) != NULL) {                                                                        \
+            __atomic_store_n(&(st)->s.field,                                                       \
+                             __atomic_load_n(&(st)->s.field, __ATOMIC_RELAXED) + (n),              \
+                             __ATOMIC_RELAXED);                                                    \
+        }                                                                                          \
+    } while (0)
+
+/* Settings shared by the connections of one server or client. */
+typedef struct tr__conn_cfg {
+    const tr_codec *codec;
+    const tr_handler *handler;
+    tr_actor_id handler_actor;
+    void *user;
+    tr_error_action policy[TR_ERR__COUNT];
+    uint32_t idle_timeout_ms;
+    uint32_t write_timeout_ms;
+    uint32_t linger_ms;
+    size_t max_frame;
+    size_t queue_limit;
+    size_t high_wm, low_wm;
+    tr_overflow overflow;
+    bool nodelay, keepalive;
+    const tr_server_observer *observer;
+    tr__netstats *stats;    /* per worker, or NULL */
+    /* Called once on the owning worker after the connection closed. */
+    void (*on_gone)(tr_conn *c);
+    /* Client: the write watcher fired before the connect completed. */
+    void (*connect_done)(tr_conn *c);
+    /* Transport: read, writev, shutdown the write side, close. */
+    const struct tr__transport *tp;
+} tr__conn_cfg;
+
+typedef struct tr__transport {
+    ssize_t (*read)(tr_conn *c, void *buf, size_t len); /* >0, 0 = EOF, -errno */
+    ssize_t (*writev)(tr_conn *c, const struct iovec *iov, int n);
+    int (*shutdown_wr)(tr_conn *c);
+    void (*close)(tr_conn *c, bool abort);
+} tr__transport;
+
+extern const tr__transport tr__tcp_transport;
+
+struct tr_conn {
+    uint64_t queued;         /* any thread; atomics: reserved + queued bytes */
+    uint32_t closing;        /* any thread; atomics: sends refused once set */
+    uint32_t flags;          /* owner only: F_* in conn.c */
+    tr_actor *actor;         /* NULL for an embedded connection */
+    tr_conn_id id;
+    const tr__conn_cfg *cfg;
+    struct tr__netw *nw;     /* NULL for an embedded connection */
+    tr__netstats *st;        /* this worker's server counters, or NULL */
+    int fd;
+    int close_reason;
+    ev_io rio;
+    ev_io wio;
+    ev_timer tmo;
+    ev_tstamp last_io;
+    ev_tstamp last_progress;
+    ev_tstamp linger_until;
+    ev_tstamp retry_at;
+    tr_codec_state cst;
+    unsigned char *pend;     /* tail of an incomplete frame */
+    size_t pend_len, pend_cap;
+    tr__outq out;
+    tr_conn *dirty_next;     /* worker's flush list */
+    tr_conn *list_prev, *list_next; /* owner's connection list (server) */
+    struct tr__conn_list *list;
+    void *user;
+    void *owner;             /* server agent or client record */
+    tr_conn_stats cs;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    /* Embedded connections: where written bytes go. */
+    unsigned char *emb_out;
+    size_t emb_len, emb_cap;
+    const unsigned char *emb_in;
+    size_t emb_in_len;
+    bool emb_eof;
+};
+
+typedef struct tr__conn_list {
+    tr_conn *head;
+    uint64_t n;
+} tr__conn_list;
+
+/* Message types between senders and the connection actor. */
+enum {
+    TR__MSG_CONN_SEND = TR_MSG__NET + 64,
+    TR__MSG_CONN_CLOSE,
+    TR__MSG_CONN_ABORT,
+    TR__MSG_CONN_OVERFLOW
+};
+
+/* What the spawner hands the connection actor's init (which frees it). */
+typedef struct tr__conn_arg {
+    int fd;                  /* connected socket, or -1 to dial (client) */
+    const tr__conn_cfg *cfg;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    void *owner;
+    tr__conn_list *list;     /* owner's list on that worker, or NULL */
+    tr__netstats *st;
+    /* Client: dials instead of opening at once. */
+    int (*dial)(tr_conn *c);
+    /* Server: set while draining / forcing; checked when the actor starts,
+     * so a connection accepted just before a shutdown is not missed. */
+    const uint32_t *drain_flag;
+    const uint32_t *force_flag;
+} tr__conn_arg;
+
+/* Spawns a connection actor on worker `worker` (-1: round-robin). The arg
+ * is copied. Returns as tr_spawn; on failure the fd is NOT closed. */
+int tr__conn_spawn(tr_runtime *rt, int worker, const tr__conn_arg *arg, tr_conn_id *out);
+
+/* Owner-side steps used by server.c / client.c / embedded.c. */
+void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, struct tr__netw *nw);
+void tr__conn_open(tr_conn *c);          /* fd connected: on_open, start reading */
+void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len); /* decode + deliver */
+void tr__conn_flush(tr_conn *c);         /* write what the transport takes */
+void tr__conn_drain(tr_conn *c);         /* server shutdown: goodbye, flush, linger */
+void tr__conn_begin_close(tr_conn *c, int reason);
+void tr__conn_finish_close(tr_conn *c, int reason, bool abort);
+void tr__conn_eof(tr_conn *c);           /* the transport saw EOF */
+
+/* Applies socket options of cfg to an fd (nodelay, keepalive). */
+void tr__sock_tune(int fd, const tr__conn_cfg *cfg, int keepalive_idle_s);
+
+/* Checks a send config. Returns 0 or TR_E*. */
+int tr__conn_cfg_check(const tr__conn_cfg *cfg);
+
+#endif

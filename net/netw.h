@@ -1,0 +1,34 @@
+/* Internal: per-worker network state, created on first use by a
+ * connection on that worker and hung on the worker record (tr__worker.ext).
+ * Owning worker only. */
+#ifndef TROUPE_NET_NETW_H
+#define TROUPE_NET_NETW_H
+
+#include <ev.h>
+
+#include "conn.h"
+
+/* Read buffer shared by every connection of the worker: reads land here
+ * and are decoded in place. */
+#define TR__RBUF_BYTES 65536
+
+typedef struct tr__netw {
+    struct ev_loop *loop;
+    ev_check flush_after_io;     /* lowest priority: after this iteration's I/O callbacks */
+    ev_prepare flush_before_poll;
+    tr_conn *dirty;              /* connections with output to write */
+    unsigned char rbuf[TR__RBUF_BYTES];
+} tr__netw;
+
+struct tr__worker;
+
+/* The worker's state, created if needed. NULL when out of memory. */
+tr__netw *tr__netw_get(struct tr__worker *w);
+
+/* Puts c on the flush list (once). */
+void tr__netw_mark_dirty(tr__netw *nw, tr_conn *c);
+
+/* Takes c off the flush list if it is on it. */
+void tr__netw_unmark(tr__netw *nw, tr_conn *c);
+
+#endif

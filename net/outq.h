@@ -1,0 +1,48 @@
+/* Internal: a connection's send queue.
+ *
+ * A list of segments, oldest first. Copied frames are appended to a "block"
+ * segment (header, payload and trailer packed together), so many small
+ * frames coalesce into one iovec; a shared tr_buf payload becomes a "ref"
+ * segment (header, buffer, trailer: three iovecs, no copy). `off` counts the
+ * bytes of the head segment already written. Owning worker only. */
+#ifndef TROUPE_NET_OUTQ_H
+#define TROUPE_NET_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "troupe/buf.h"
+#include "troupe/codec.h"
+
+typedef struct tr__seg tr__seg;
+
+typedef struct tr__outq {
+    tr__seg *head;
+    tr__seg *tail;
+    size_t bytes; /* total unwritten bytes */
+} tr__outq;
+
+/* Appends header + payload + trailer as copied bytes. Returns 0/TR_ENOMEM. */
+int tr__outq_append(tr__outq *q, const unsigned char *hdr, size_t hlen, const void *data,
+                    size_t len, const unsigned char *trl, size_t tlen);
+
+/* Appends a reference to b (takes the reference). Returns 0/TR_ENOMEM
+ * (b is then released). */
+int tr__outq_append_buf(tr__outq *q, const unsigned char *hdr, size_t hlen, tr_buf *b,
+                        const unsigned char *trl, size_t tlen);
+
+/* Fills up to max iovecs with the unwritten bytes; returns the count. */
+int tr__outq_iov(const tr__outq *q, struct iovec *iov, int max);
+
+/* Drops n written bytes from the front. */
+void tr__outq_consume(tr__outq *q, size_t n);
+
+/* Drops whole unstarted segments from the front until at most `keep`
+ * bytes remain (never a partly written head). Returns the bytes dropped. */
+size_t tr__outq_drop_oldest(tr__outq *q, size_t keep);
+
+/* Frees everything. */
+void tr__outq_clear(tr__outq *q);
+
+#endif

@@ -1,0 +1,732 @@
+/* TCP server: listeners, admission control, draining.
+ *
+ * Each worker has an "agent" actor for the server. An agent owns the
+ * worker's listening socket (one SO_REUSEPORT socket per worker, or only
+ * worker 0's in single-acceptor mode) and the list of the server's
+ * connections on that worker, so shutdown and forced closes are plain
+ * messages to W agents, each acting on its own thread. Connection actors
+ * are spawned on the accepting worker (reuseport) or round-robin (single
+ * acceptor). The blocking calls (shutdown, close, free) run on a foreign
+ * thread and wait by polling atomics with a short sleep: they are rare and
+ * bounded by their deadlines. */
+#include "troupe/server.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "troupe/log.h"
+#include "../runtime/actor.h"
+#include "../runtime/atomic.h"
+#include "../runtime/runtime.h"
+#include "addr.h"
+#include "conn.h"
+
+enum { S_CREATED, S_RUNNING, S_DRAINING, S_STOPPED };
+
+enum {
+    AG_STOP_ACCEPT = TR_MSG__NET + 1,
+    AG_DRAIN,
+    AG_FORCE,
+    AG_RESUME,
+    AG_EXIT
+};
+
+#define ACCEPTS_PER_EVENT 64
+#define EMFILE_RETRY_S 0.1
+#define IP_BUCKETS 1024
+
+typedef struct agent {
+    tr_server *srv;
+    unsigned idx;
+    int lfd;              /* owning worker once the agent started */
+    ev_io lio;
+    ev_timer retry;
+    bool listening;
+    tr_actor_id id;
+    tr__conn_list conns;  /* owning worker only */
+} agent;
+
+typedef struct ip_entry {
+    struct ip_entry *next;
+    unsigned char key[17];
+    uint32_t count;
+} ip_entry;
+
+struct tr_server {
+    tr_runtime *rt;
+    tr_server_config cfg;
+    tr__conn_cfg ccfg;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    struct sockaddr_storage bound;
+    uint32_t state;        /* atomics */
+    uint32_t draining;     /* atomics: connections starting now drain at once */
+    uint32_t forcing;      /* atomics */
+    uint32_t paused;       /* atomics: admission paused accepting */
+    uint32_t acks;         /* atomics: agents that stopped accepting */
+    uint32_t agents_alive; /* atomics */
+    uint32_t rr;           /* atomics */
+    uint64_t open;         /* atomics: connections admitted and not gone */
+    unsigned nagents;
+    agent *agents;
+    tr__netstats *stats;   /* per worker */
+    pthread_mutex_t ip_lock;
+    ip_entry *ip_table[IP_BUCKETS];
+};
+
+void tr_server_config_defaults(tr_server_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->backlog = 1024;
+    cfg->idle_timeout_ms = 30000;
+    cfg->linger_ms = 5000;
+    cfg->max_frame_bytes = 1u << 20;
+    cfg->send_queue_bytes = 4u << 20;
+    cfg->high_watermark = 1u << 20;
+    cfg->low_watermark = 256u << 10;
+    cfg->send_overflow = TR_OVERFLOW_REFUSE;
+    cfg->admission = TR_ADMIT_CLOSE;
+    cfg->nodelay = true;
+    cfg->keepalive = true;
+    cfg->accept_mode = TR_ACCEPT_REUSEPORT;
+}
+
+static void info(tr_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void info(tr_server *s, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (s->cfg.observer != NULL && s->cfg.observer->on_info != NULL) {
+        s->cfg.observer->on_info(line, s->cfg.user);
+    }
+    tr_log(TR_LOG_INFO, "%s", line);
+}
+
+/* ---- per-source-IP counts ---- */
+
+static size_t ip_key(const struct sockaddr_storage *ss, unsigned char key[17])
+{
+    memset(key, 0, 17);
+    key[0] = (unsigned char)ss->ss_family;
+    if (ss->ss_family == AF_INET) {
+        memcpy(key + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        memcpy(key + 1, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    }
+    size_t h = 1469598103934665603u;
+    for (int i = 0; i < 17; i++) {
+        h = (h ^ key[i]) * 1099511628211u;
+    }
+    return h % IP_BUCKETS;
+}
+
+/* Adds delta (+1/-1) to the source's count; +1 fails past the limit. */
+static bool ip_count(tr_server *s, const struct sockaddr_storage *ss, int delta)
+{
+    unsigned char key[17];
+    size_t b = ip_key(ss, key);
+    bool ok = true;
+    pthread_mutex_lock(&s->ip_lock);
+    ip_entry **p = &s->ip_table[b];
+    while (*p != NULL && memcmp((*p)->key, key, sizeof(key)) != 0) {
+        p = &(*p)->next;
+    }
+    if (delta > 0) {
+        if (*p == NULL) {
+            ip_entry *e = calloc(1, sizeof(*e));
+            if (e == NULL) {
+                ok = false;
+            } else {
+                memcpy(e->key, key, sizeof(key));
+                e->count = 1;
+                *p = e;
+            }
+        } else if ((*p)->count >= s->cfg.max_per_ip) {
+            ok = false;
+        } else {
+            (*p)->count++;
+        }
+    } else if (*p != NULL && --(*p)->count == 0) {
+        ip_entry *e = *p;
+        *p = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&s->ip_lock);
+    return ok;
+}
+
+/* ---- connections leaving ---- */
+
+static void send_agents(tr_server *s, uint32_t type)
+{
+    for (unsigned i = 0; i < s->nagents; i++) {
+        tr_send_copy(s->agents[i].id, type, NULL, 0);
+    }
+}
+
+static void on_gone(tr_conn *c)
+{
+    tr_server *s = ((agent *)c->owner)->srv;
+    if (s->cfg.max_per_ip) {
+        ip_count(s, &c->peer, -1);
+    }
+    uint64_t left = tr__faa64(&s->open, (uint64_t)-1) - 1;
+    if (s->cfg.max_connections && left < s->cfg.max_connections &&
+        tr__load32(&s->paused) && tr__cas32(&s->paused, 1, 0)) {
+        send_agents(s, AG_RESUME);
+    }
+}
+
+/* ---- accepting ---- */
+
+static void stop_listening(agent *ag, struct ev_loop *loop)
+{
+    if (ag->listening) {
+        ev_io_stop(loop, &ag->lio);
+        ag->listening = false;
+    }
+}
+
+static void start_listening(agent *ag, struct ev_loop *loop)
+{
+    if (!ag->listening && ag->lfd >= 0 && tr__load32(&ag->srv->state) == S_RUNNING) {
+        ev_io_start(loop, &ag->lio);
+        ag->listening = true;
+    }
+}
+
+static void admit(agent *ag, int fd, struct sockaddr_storage *peer, socklen_t plen)
+{
+    tr_server *s = ag->srv;
+    tr__netstats *st = &s->stats[ag->idx];
+    if (s->cfg.max_connections && tr__faa64(&s->open, 1) >= s->cfg.max_connections) {
+        tr__faa64(&s->open, (uint64_t)-1);
+        goto refuse;
+    } else if (!s->cfg.max_connections) {
+        tr__faa64(&s->open, 1);
+    }
+    if (s->cfg.max_per_ip && !ip_count(s, peer, +1)) {
+        tr__faa64(&s->open, (uint64_t)-1);
+        goto refuse;
+    }
+    tr__sock_tune(fd, &s->ccfg, 0);
+    if (s->cfg.on_socket != NULL && s->cfg.on_socket(fd, s->cfg.user) < 0) {
+        goto refuse_counted;
+    }
+    unsigned w = ag->idx;
+    if (s->cfg.accept_mode == TR_ACCEPT_SINGLE) {
+        w = tr__faa32(&s->rr, 1) % s->nagents;
+    }
+    tr__conn_arg arg = {
+        .fd = fd,
+        .cfg = &s->ccfg,
+        .peer = *peer,
+        .peer_len = plen,
+        .owner = &s->agents[w],
+        .list = &s->agents[w].conns,
+        .st = &s->stats[w],
+        .drain_flag = &s->draining,
+        .force_flag = &s->forcing,
+    };
+    tr_conn_id id;
+    if (tr__conn_spawn(s->rt, (int)w, &arg, &id) < 0) {
+        goto refuse_counted;
+    }
+    TR__STAT_ADD(st, accepted, 1);
+    return;
+refuse_counted:
+    if (s->cfg.max_per_ip) {
+        ip_count(s, peer, -1);
+    }
+    tr__faa64(&s->open, (uint64_t)-1);
+refuse:
+    TR__STAT_ADD(st, refused, 1);
+    close(fd);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)revents;
+    agent *ag = (agent *)((char *)w - offsetof(agent, lio));
+    tr_server *s = ag->srv;
+    for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+        if (s->cfg.max_connections && s->cfg.admission == TR_ADMIT_PAUSE &&
+            tr__load64(&s->open) >= s->cfg.max_connections) {
+            /* Pause: the backlog holds the rest until a connection closes. */
+            tr__store32(&s->paused, 1);
+            stop_listening(ag, loop);
+            if (tr__load64(&s->open) < s->cfg.max_connections && tr__cas32(&s->paused, 1, 0)) {
+                start_listening(ag, loop); /* one closed meanwhile */
+                continue;
+            }
+            return;
+        }
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int fd = accept4(ag->lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            admit(ag, fd, &peer, plen);
+            continue;
+        }
+        int err = errno;
+        if (err == EINTR || err == ECONNABORTED) {
+            continue;
+        }
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+            return;
+        }
+        TR__STAT_ADD(&s->stats[ag->idx], accept_errors, 1);
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+            /* Out of fds: the listener stays readable, so watching it would
+             * spin. Sleep on a timer instead and try again. */
+            tr_log(TR_LOG_WARN, "event=accept_paused error=%s retry_ms=%d", strerror(err),
+                   (int)(EMFILE_RETRY_S * 1000));
+            stop_listening(ag, loop);
+            ev_timer_set(&ag->retry, EMFILE_RETRY_S, 0);
+            ev_timer_start(loop, &ag->retry);
+            return;
+        }
+        tr_log(TR_LOG_ERROR, "event=accept_error error=%s", strerror(err));
+        return;
+    }
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    agent *ag = (agent *)((char *)w - offsetof(agent, retry));
+    start_listening(ag, loop);
+}
+
+/* ---- the agent actor ---- */
+
+static int agent_init(tr_actor *self, void *arg)
+{
+    agent *ag = arg;
+    tr_actor_set_state(self, ag);
+    tr_actor_trap_shutdown(self, true);
+    ev_io_init(&ag->lio, on_accept, ag->lfd, EV_READ);
+    ev_init(&ag->retry, on_retry);
+    start_listening(ag, tr_actor_loop(self));
+    return 0;
+}
+
+static void close_listener(agent *ag, struct ev_loop *loop)
+{
+    stop_listening(ag, loop);
+    ev_timer_stop(loop, &ag->retry);
+    if (ag->lfd >= 0) {
+        close(ag->lfd);
+        ag->lfd = -1;
+    }
+}
+
+static void each_conn(agent *ag, void (*fn)(tr_conn *c))
+{
+    /* fn may not unlink: it only sends messages. */
+    for (tr_conn *c = ag->conns.head; c != NULL; c = c->list_next) {
+        fn(c);
+    }
+}
+
+static void send_shutdown(tr_conn *c)
+{
+    tr_msg *m = tr_msg_new(TR_MSG_SHUTDOWN, NULL, 0);
+    if (m != NULL) {
+        m->flags = TR_MSGF_SYSTEM;
+        tr__send(c->id.bits ? (tr_actor_id){c->id.bits} : TR_ACTOR_NONE, m, true);
+    }
+}
+
+static void send_kill(tr_conn *c)
+{
+    tr_kill((tr_actor_id){c->id.bits}, TR_ETIMEDOUT);
+}
+
+static void agent_receive(tr_actor *self, tr_msg *m)
+{
+    agent *ag = tr_actor_state(self);
+    struct ev_loop *loop = tr_actor_loop(self);
+    switch (m->type) {
+    case AG_STOP_ACCEPT:
+        close_listener(ag, loop);
+        tr__faa32(&ag->srv->acks, 1);
+        break;
+    case AG_DRAIN:
+        each_conn(ag, send_shutdown);
+        break;
+    case AG_FORCE:
+        each_conn(ag, send_kill);
+        break;
+    case AG_RESUME:
+        start_listening(ag, loop);
+        break;
+    case AG_EXIT:
+        tr_exit(self, TR_EXIT_NORMAL);
+        break;
+    case TR_MSG_SHUTDOWN:
+        /* The runtime is shutting down: connections drain on their own. */
+        close_listener(ag, loop);
+        tr_exit(self, TR_EXIT_SHUTDOWN);
+        break;
+    default:
+        break;
+    }
+}
+
+static void agent_terminate(tr_actor *self, int reason)
+{
+    (void)reason;
+    agent *ag = tr_actor_state(self);
+    close_listener(ag, tr_actor_loop(self));
+    tr__faa32(&ag->srv->agents_alive, (uint32_t)-1);
+}
+
+static const tr_behavior agent_behavior = {
+    .name = "server_agent", .init = agent_init, .receive = agent_receive,
+    .terminate = agent_terminate};
+
+/* ---- public API ---- */
+
+tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
+{
+    int rc = TR_EINVAL;
+    if (rt == NULL || cfg == NULL) {
+        goto fail;
+    }
+    tr_server *s = calloc(1, sizeof(*s));
+    rc = TR_ENOMEM;
+    if (s == NULL) {
+        goto fail;
+    }
+    s->rt = rt;
+    s->cfg = *cfg;
+    tr__conn_cfg *cc = &s->ccfg;
+    cc->codec = cfg->codec;
+    cc->handler = cfg->handler;
+    cc->handler_actor = cfg->handler_actor;
+    cc->user = cfg->user;
+    memcpy(cc->policy, cfg->policy, sizeof(cc->policy));
+    cc->idle_timeout_ms = cfg->idle_timeout_ms;
+    cc->write_timeout_ms = cfg->write_timeout_ms;
+    cc->linger_ms = cfg->linger_ms;
+    cc->max_frame = cfg->max_frame_bytes;
+    cc->queue_limit = cfg->send_queue_bytes;
+    cc->high_wm = cfg->high_watermark;
+    cc->low_wm = cfg->low_watermark;
+    cc->overflow = cfg->send_overflow;
+    cc->nodelay = cfg->nodelay;
+    cc->keepalive = cfg->keepalive;
+    cc->observer = cfg->observer;
+    cc->on_gone = on_gone;
+    cc->tp = &tr__tcp_transport;
+    if ((rc = tr__conn_cfg_check(cc)) < 0) {
+        goto fail_free;
+    }
+    if ((rc = tr__addr_parse(cfg->listen, &s->addr, &s->addr_len)) < 0) {
+        goto fail_free;
+    }
+    rc = TR_EINVAL;
+    if (cfg->backlog <= 0 || (unsigned)cfg->accept_mode > TR_ACCEPT_SINGLE ||
+        (unsigned)cfg->admission > TR_ADMIT_PAUSE) {
+        goto fail_free;
+    }
+    rc = TR_ENOMEM;
+    s->nagents = tr_runtime_workers(rt);
+    s->agents = calloc(s->nagents, sizeof(agent));
+    s->stats = aligned_alloc(64, sizeof(tr__netstats) * s->nagents);
+    if (s->agents == NULL || s->stats == NULL) {
+        goto fail_arrays;
+    }
+    memset(s->stats, 0, sizeof(tr__netstats) * s->nagents);
+    for (unsigned i = 0; i < s->nagents; i++) {
+        s->agents[i].srv = s;
+        s->agents[i].idx = i;
+        s->agents[i].lfd = -1;
+    }
+    pthread_mutex_init(&s->ip_lock, NULL);
+    *err = 0;
+    return s;
+fail_arrays:
+    free(s->agents);
+    free(s->stats);
+fail_free:
+    free(s);
+fail:
+    *err = rc;
+    return NULL;
+}
+
+static int open_listener(tr_server *s, const struct sockaddr *sa, socklen_t len, bool reuseport)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
+    if (bind(fd, sa, len) < 0 || listen(fd, s->cfg.backlog) < 0) {
+        int err = -errno; /* close() may overwrite errno */
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+int tr_server_start(tr_server *s)
+{
+    if (tr__current_worker() != NULL) {
+        return TR_EDEADLK;
+    }
+    if (!tr_runtime_is_running(s->rt) || tr__load32(&s->state) != S_CREATED) {
+        return TR_ESTATE;
+    }
+    bool reuseport = s->cfg.accept_mode == TR_ACCEPT_REUSEPORT;
+    unsigned nl = reuseport ? s->nagents : 1;
+    struct sockaddr_storage sa = s->addr;
+    int rc = 0;
+    unsigned i;
+    for (i = 0; i < nl; i++) {
+        int fd = open_listener(s, (struct sockaddr *)&sa, s->addr_len, reuseport);
+        if (fd < 0) {
+            rc = fd;
+            goto fail;
+        }
+        s->agents[i].lfd = fd;
+        if (i == 0) {
+            /* Port 0: the others must bind the port the first one got. */
+            socklen_t bl = sizeof(s->bound);
+            getsockname(fd, (struct sockaddr *)&s->bound, &bl);
+            sa = s->bound;
+        }
+    }
+    tr__store32(&s->state, S_RUNNING);
+    for (i = 0; i < s->nagents; i++) {
+        tr_spawn_opts opts;
+        tr_spawn_opts_defaults(&opts);
+        opts.worker = (int)i;
+        tr_actor_id id;
+        rc = tr_spawn(s->rt, &agent_behavior, &s->agents[i], &opts, &id);
+        if (rc < 0) {
+            /* Agents already spawned own their listeners; stop them. */
+            tr__store32(&s->state, S_STOPPED);
+            for (unsigned j = i; j < nl; j++) {
+                close(s->agents[j].lfd);
+                s->agents[j].lfd = -1;
+            }
+            send_agents(s, AG_EXIT);
+            return rc;
+        }
+        s->agents[i].id = id;
+        tr__faa32(&s->agents_alive, 1);
+    }
+    char addr[80];
+    tr_server_address(s, addr, sizeof(addr));
+    info(s, "event=server_listening addr=%s workers=%u mode=%s", addr, s->nagents,
+         reuseport ? "reuseport" : "single");
+    return 0;
+fail:
+    while (i-- > 0) {
+        close(s->agents[i].lfd);
+        s->agents[i].lfd = -1;
+    }
+    return rc;
+}
+
+int tr_server_address(const tr_server *s, char *buf, size_t len)
+{
+    if (tr__load32((uint32_t *)&s->state) == S_CREATED) {
+        return TR_ESTATE;
+    }
+    return tr__addr_format((const struct sockaddr *)&s->bound, buf, len);
+}
+
+int tr_server_port(const tr_server *s)
+{
+    if (tr__load32((uint32_t *)&s->state) == S_CREATED) {
+        return TR_ESTATE;
+    }
+    if (s->bound.ss_family == AF_INET6) {
+        return ntohs(((const struct sockaddr_in6 *)&s->bound)->sin6_port);
+    }
+    return ntohs(((const struct sockaddr_in *)&s->bound)->sin_port);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void nap(void)
+{
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits until *p == want (32-bit) or the deadline. */
+static bool wait_u32(uint32_t *p, uint32_t want, uint64_t deadline)
+{
+    while (tr__load32(p) != want) {
+        if (now_ms() >= deadline) {
+            return false;
+        }
+        nap();
+    }
+    return true;
+}
+
+static bool wait_open_zero(tr_server *s, uint64_t deadline)
+{
+    while (tr__load64(&s->open) != 0) {
+        if (now_ms() >= deadline) {
+            return false;
+        }
+        nap();
+    }
+    return true;
+}
+
+static void stop_accepting(tr_server *s, uint64_t deadline)
+{
+    tr__store32(&s->acks, 0);
+    send_agents(s, AG_STOP_ACCEPT);
+    wait_u32(&s->acks, tr__load32(&s->agents_alive), deadline);
+}
+
+int tr_server_shutdown(tr_server *s, uint32_t timeout_ms)
+{
+    if (tr__current_worker() != NULL) {
+        return TR_EDEADLK;
+    }
+    if (!tr__cas32(&s->state, S_RUNNING, S_DRAINING)) {
+        return TR_ESTATE;
+    }
+    uint64_t deadline = now_ms() + timeout_ms;
+    info(s, "event=server_draining open=%llu timeout_ms=%u",
+         (unsigned long long)tr__load64(&s->open), timeout_ms);
+    stop_accepting(s, deadline);
+    tr__store32(&s->draining, 1);
+    send_agents(s, AG_DRAIN);
+    int rc = 0;
+    if (!wait_open_zero(s, deadline)) {
+        rc = TR_ETIMEDOUT;
+        info(s, "event=server_drain_timeout forcing=%llu",
+             (unsigned long long)tr__load64(&s->open));
+        tr__store32(&s->forcing, 1);
+        send_agents(s, AG_FORCE);
+        wait_open_zero(s, now_ms() + 5000);
+    }
+    tr__store32(&s->state, S_STOPPED);
+    info(s, "event=server_stopped result=%s", rc == 0 ? "clean" : "forced");
+    return rc;
+}
+
+int tr_server_close(tr_server *s)
+{
+    if (tr__current_worker() != NULL) {
+        return TR_EDEADLK;
+    }
+    uint32_t st = tr__fas32(&s->state, S_STOPPED);
+    if (st == S_STOPPED || st == S_CREATED) {
+        return 0;
+    }
+    uint64_t deadline = now_ms() + 5000;
+    stop_accepting(s, deadline);
+    tr__store32(&s->draining, 1);
+    tr__store32(&s->forcing, 1);
+    send_agents(s, AG_FORCE);
+    wait_open_zero(s, deadline);
+    return 0;
+}
+
+void tr_server_free(tr_server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (tr__current_worker() == NULL) {
+        tr_server_close(s);
+    }
+    send_agents(s, AG_EXIT);
+    if (!wait_u32(&s->agents_alive, 0, now_ms() + 5000) || tr__load64(&s->open) != 0) {
+        /* An agent or connection could still touch s: leak it rather than
+         * risk a use-after-free. */
+        tr_log(TR_LOG_ERROR, "event=server_free_busy agents=%u open=%llu",
+               tr__load32(&s->agents_alive), (unsigned long long)tr__load64(&s->open));
+        return;
+    }
+    for (unsigned i = 0; i < s->nagents; i++) {
+        if (s->agents[i].lfd >= 0) {
+            close(s->agents[i].lfd); /* never handed to a started agent */
+        }
+    }
+    for (size_t b = 0; b < IP_BUCKETS; b++) {
+        while (s->ip_table[b] != NULL) {
+            ip_entry *e = s->ip_table[b];
+            s->ip_table[b] = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_destroy(&s->ip_lock);
+    free(s->agents);
+    free(s->stats);
+    free(s);
+}
+
+bool tr_server_is_running(const tr_server *s)
+{
+    return tr__load32((uint32_t *)&s->state) == S_RUNNING;
+}
+
+bool tr_server_is_draining(const tr_server *s)
+{
+    return tr__load32((uint32_t *)&s->state) == S_DRAINING;
+}
+
+uint64_t tr_server_open_connections(const tr_server *s)
+{
+    return tr__load64((uint64_t *)&s->open);
+}
+
+void tr_server_stats_get(const tr_server *s, tr_server_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned w = 0; w < s->nagents; w++) {
+        const tr_server_stats *p = &s->stats[w].s;
+#define SUM(f) out->f += __atomic_load_n(&p->f, __ATOMIC_RELAXED)
+        SUM(accepted);
+        SUM(refused);
+        SUM(closed);
+        SUM(bytes_in);
+        SUM(bytes_out);
+        SUM(frames_in);
+        SUM(frames_out);
+        SUM(disconnects);
+        SUM(continues);
+        SUM(sends_refused);
+        SUM(idle_timeouts);
+        SUM(accept_errors);
+        SUM(forced_closes);
+        for (int i = 0; i < TR_ERR__COUNT; i++) {
+            SUM(errors[i]);
+        }
+#undef SUM
+    }
+    out->active = tr__load64((uint64_t *)&s->open);
+}
