@@ -409,7 +409,8 @@ static void check_low_watermark(tr_conn *c)
 
 static void enter_linger(tr_conn *c)
 {
-    if (c->flags & F_EOF) {
+    /* An embedded connection has no clock to bound a linger: close now. */
+    if ((c->flags & F_EOF) || c->nw == NULL) {
         tr__conn_finish_close(c, c->close_reason, false);
         return;
     }
@@ -641,6 +642,10 @@ void tr__conn_drain(tr_conn *c)
         return;
     }
     c->flags |= F_DRAINING;
+    if (!(c->flags & F_CONNECTED)) {
+        tr__conn_finish_close(c, 0, true); /* a client between dials */
+        return;
+    }
     if (has_handler_actor(c)) {
         /* The handler actor sends its goodbye, then tr_conn_close_id; the
          * server's deadline covers one that never does. */
@@ -675,6 +680,7 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
     }
     ctx x = enter(c);
     c->flags |= F_CLOSED | F_CLOSING;
+    c->close_reason = reason;
     tr__store32(&c->closing, 1);
     if (c->nw != NULL) {
         ev_io_stop(c->nw->loop, &c->rio);
@@ -812,6 +818,9 @@ void tr__conn_open(tr_conn *c)
 {
     c->flags |= F_CONNECTED;
     if (c->nw != NULL) {
+        ev_io_stop(c->nw->loop, &c->wio);
+        ev_io_stop(c->nw->loop, &c->rio);
+        c->flags &= ~(F_READING | F_WRITING);
         ev_io_set(&c->rio, c->fd, EV_READ);
         ev_io_set(&c->wio, c->fd, EV_WRITE);
     }
@@ -930,7 +939,46 @@ static void conn_terminate(tr_actor *self, int reason)
     }
     if (c->nw != NULL) {
         ev_timer_stop(c->nw->loop, &c->tmo);
+        ev_io_stop(c->nw->loop, &c->wio);
     }
+    if (c->cfg->on_free != NULL) {
+        c->cfg->on_free(c);
+    }
+}
+
+void tr__conn_watch_connect(tr_conn *c, int fd)
+{
+    c->fd = fd;
+    ev_io_set(&c->wio, fd, EV_WRITE);
+    ev_io_start(c->nw->loop, &c->wio);
+}
+
+void tr__conn_unwatch_connect(tr_conn *c)
+{
+    ev_io_stop(c->nw->loop, &c->wio);
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+void tr__conn_reset(tr_conn *c)
+{
+    c->flags = 0;
+    c->close_reason = 0;
+    memset(&c->cst, 0, sizeof(c->cst));
+    tr__store64(&c->queued, 0);
+    tr__store32(&c->closing, 0);
+}
+
+bool tr__conn_was_opened(const tr_conn *c)
+{
+    return (c->flags & F_OPEN) != 0;
+}
+
+bool tr__conn_is_draining(const tr_conn *c)
+{
+    return (c->flags & F_DRAINING) != 0;
 }
 
 static const tr_behavior conn_behavior = {

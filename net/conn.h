@@ -40,8 +40,7 @@ struct tr__conn_list;
 /* Per-worker server counters: written by the owning worker with relaxed
  * stores, summed by readers with relaxed loads. */
 typedef struct tr__netstats {
-    tr_server_stats s;
-    char pad_[64];
+    _Alignas(64) tr_server_stats s; /* one cache line set per worker */
 } tr__netstats;
 
 #define TR__STAT_ADD(st, field, n)                                                                 \
@@ -74,6 +73,8 @@ typedef struct tr__conn_cfg {
     void (*on_gone)(tr_conn *c);
     /* Client: the write watcher fired before the connect completed. */
     void (*connect_done)(tr_conn *c);
+    /* Called last when the connection actor ends (frees client records). */
+    void (*on_free)(tr_conn *c);
     /* Transport: read, writev, shutdown the write side, close. */
     const struct tr__transport *tp;
 } tr__conn_cfg;
@@ -168,6 +169,16 @@ void tr__conn_drain(tr_conn *c);         /* server shutdown: goodbye, flush, lin
 void tr__conn_begin_close(tr_conn *c, int reason);
 void tr__conn_finish_close(tr_conn *c, int reason, bool abort);
 void tr__conn_eof(tr_conn *c);           /* the transport saw EOF */
+
+/* Client: watch fd for connect completion (cfg->connect_done fires). */
+void tr__conn_watch_connect(tr_conn *c, int fd);
+/* Client: stop watching a failed connect attempt and close its fd. */
+void tr__conn_unwatch_connect(tr_conn *c);
+/* Client: after a close, make the connection reusable for a redial. */
+void tr__conn_reset(tr_conn *c);
+/* Whether on_open ran / a drain was requested. */
+bool tr__conn_was_opened(const tr_conn *c);
+bool tr__conn_is_draining(const tr_conn *c);
 
 /* Applies socket options of cfg to an fd (nodelay, keepalive). */
 void tr__sock_tune(int fd, const tr__conn_cfg *cfg, int keepalive_idle_s);

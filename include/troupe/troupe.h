@@ -14,5 +14,6 @@
 #include "troupe/conn.h"
 #include "troupe/server.h"
 #include "troupe/client.h"
+#include "troupe/embedded.h"
 
 #endif

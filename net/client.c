@@ -1,0 +1,422 @@
+/* TCP client: a connection actor that dials out, with optional reconnect
+ * (capped exponential backoff with jitter; the connection keeps its id, and
+ * sends made while it is down wait in its queue). Also the blocking
+ * one-shot request/response helper, which needs no runtime. */
+#include "troupe/client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "troupe/log.h"
+#include "../runtime/actor.h"
+#include "addr.h"
+#include "conn.h"
+#include "netw.h"
+
+#define KEEPALIVE_IDLE_S 300
+
+typedef struct client {
+    tr__conn_cfg ccfg;
+    tr_client_config cfg;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    uint32_t attempts;
+    bool giving_up;
+    ev_timer timer;  /* connect timeout, or backoff before the next dial */
+    tr_conn *c;
+} client;
+
+void tr_client_config_defaults(tr_client_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->connect_timeout_ms = 5000;
+    cfg->linger_ms = 5000;
+    cfg->max_frame_bytes = 1u << 20;
+    cfg->send_queue_bytes = 4u << 20;
+    cfg->high_watermark = 1u << 20;
+    cfg->low_watermark = 256u << 10;
+    cfg->send_overflow = TR_OVERFLOW_REFUSE;
+    cfg->nodelay = true;
+    cfg->keepalive = true;
+    cfg->backoff_min_ms = 100;
+    cfg->backoff_max_ms = 30000;
+}
+
+static int dial(tr_conn *c);
+
+static void report_dial(client *cl, int err)
+{
+    if (cl->cfg.on_dial != NULL) {
+        cl->cfg.on_dial(cl->c->id, err, cl->cfg.user);
+    }
+}
+
+/* Schedules the next dial, or gives up. Returns false when giving up. */
+static bool schedule_redial(client *cl)
+{
+    if (!cl->cfg.reconnect || (cl->cfg.max_attempts && cl->attempts >= cl->cfg.max_attempts)) {
+        return false;
+    }
+    uint64_t delay = cl->cfg.backoff_min_ms;
+    for (uint32_t i = 1; i < cl->attempts && delay < cl->cfg.backoff_max_ms; i++) {
+        delay *= 2;
+    }
+    if (delay > cl->cfg.backoff_max_ms) {
+        delay = cl->cfg.backoff_max_ms;
+    }
+    /* Full jitter over the upper half: many clients that lost the same
+     * server do not come back in lockstep. */
+    uint64_t half = delay / 2;
+    delay = half + (half ? (uint64_t)rand() % (half + 1) : 0);
+    struct ev_loop *loop = cl->c->nw->loop;
+    ev_timer_stop(loop, &cl->timer);
+    ev_timer_set(&cl->timer, delay / 1000.0, 0);
+    ev_timer_start(loop, &cl->timer);
+    return true;
+}
+
+static void dial_failed(client *cl, int err)
+{
+    tr_conn *c = cl->c;
+    ev_timer_stop(c->nw->loop, &cl->timer);
+    tr__conn_unwatch_connect(c);
+    tr_log(TR_LOG_DEBUG, "event=dial_failed conn=%llu err=%d attempt=%u",
+           (unsigned long long)c->id.bits, err, cl->attempts);
+    report_dial(cl, err);
+    if (schedule_redial(cl)) {
+        return;
+    }
+    cl->giving_up = true;
+    tr__conn_finish_close(c, err, true);
+}
+
+static void connected(client *cl)
+{
+    ev_timer_stop(cl->c->nw->loop, &cl->timer);
+    cl->attempts = 0;
+    report_dial(cl, 0);
+    tr__conn_open(cl->c);
+}
+
+static void connect_done(tr_conn *c)
+{
+    client *cl = c->owner;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+        err = errno;
+    }
+    if (err == EINPROGRESS || err == EALREADY) {
+        return;
+    }
+    if (err != 0) {
+        dial_failed(cl, -err);
+        return;
+    }
+    connected(cl);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    client *cl = (client *)((char *)w - offsetof(client, timer));
+    if (cl->c->fd >= 0) {
+        dial_failed(cl, TR_ETIMEDOUT); /* the connect timed out */
+    } else {
+        dial(cl->c); /* the backoff ended */
+    }
+}
+
+static int dial(tr_conn *c)
+{
+    client *cl = c->owner;
+    cl->attempts++;
+    int fd = socket(cl->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        c->fd = -1;
+        dial_failed(cl, -errno);
+        return 0;
+    }
+    tr__sock_tune(fd, &cl->ccfg, KEEPALIVE_IDLE_S);
+    if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.user) < 0) {
+        c->fd = fd;
+        dial_failed(cl, TR_EINVAL);
+        return 0;
+    }
+    ev_init(&cl->timer, on_timer);
+    tr__conn_watch_connect(c, fd);
+    if (connect(fd, (struct sockaddr *)&cl->addr, cl->addr_len) == 0) {
+        connected(cl);
+        return 0;
+    }
+    if (errno != EINPROGRESS) {
+        dial_failed(cl, -errno);
+        return 0;
+    }
+    ev_timer_set(&cl->timer, cl->cfg.connect_timeout_ms / 1000.0, 0);
+    ev_timer_start(c->nw->loop, &cl->timer);
+    return 0;
+}
+
+/* The first dial runs from the actor's init; it needs the client record. */
+static int first_dial(tr_conn *c)
+{
+    client *cl = c->owner;
+    cl->c = c;
+    ev_init(&cl->timer, on_timer);
+    return dial(c);
+}
+
+static void on_gone(tr_conn *c)
+{
+    client *cl = c->owner;
+    if (cl->giving_up || tr__conn_is_draining(c) || !tr__conn_was_opened(c)) {
+        return;
+    }
+    if (schedule_redial(cl)) {
+        tr__conn_reset(c); /* keeps the actor: the id stays valid */
+    }
+}
+
+static void on_free(tr_conn *c)
+{
+    client *cl = c->owner;
+    if (c->nw != NULL) {
+        ev_timer_stop(c->nw->loop, &cl->timer);
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    free(cl);
+}
+
+int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *out)
+{
+    if (rt == NULL || cfg == NULL || out == NULL) {
+        return TR_EINVAL;
+    }
+    client *cl = calloc(1, sizeof(*cl));
+    if (cl == NULL) {
+        return TR_ENOMEM;
+    }
+    cl->cfg = *cfg;
+    tr__conn_cfg *cc = &cl->ccfg;
+    cc->codec = cfg->codec;
+    cc->handler = cfg->handler;
+    cc->user = cfg->user;
+    memcpy(cc->policy, cfg->policy, sizeof(cc->policy));
+    cc->idle_timeout_ms = cfg->idle_timeout_ms;
+    cc->write_timeout_ms = cfg->write_timeout_ms;
+    cc->linger_ms = cfg->linger_ms;
+    cc->max_frame = cfg->max_frame_bytes;
+    cc->queue_limit = cfg->send_queue_bytes;
+    cc->high_wm = cfg->high_watermark;
+    cc->low_wm = cfg->low_watermark;
+    cc->overflow = cfg->send_overflow;
+    cc->nodelay = cfg->nodelay;
+    cc->keepalive = cfg->keepalive;
+    cc->on_gone = on_gone;
+    cc->on_free = on_free;
+    cc->connect_done = connect_done;
+    cc->tp = &tr__tcp_transport;
+    int rc = tr__conn_cfg_check(cc);
+    if (rc == 0 && (cfg->handler == NULL || cfg->backoff_min_ms == 0 ||
+                    cfg->backoff_max_ms < cfg->backoff_min_ms)) {
+        rc = cfg->handler == NULL ? TR_ENOHANDLER : TR_EINVAL;
+    }
+    if (rc == 0) {
+        rc = tr__addr_parse(cfg->connect, &cl->addr, &cl->addr_len);
+    }
+    if (rc < 0) {
+        free(cl);
+        return rc;
+    }
+    tr__conn_arg arg = {.fd = -1, .cfg = cc, .owner = cl, .dial = first_dial};
+    memcpy(&arg.peer, &cl->addr, sizeof(cl->addr));
+    arg.peer_len = cl->addr_len;
+    rc = tr__conn_spawn(rt, -1, &arg, out);
+    if (rc < 0) {
+        free(cl);
+    }
+    return rc;
+}
+
+/* ---- one-shot ---- */
+
+static int64_t ms_left(const struct timespec *deadline)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
+           (deadline->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+static int wait_fd(int fd, short events, const struct timespec *deadline)
+{
+    for (;;) {
+        int64_t left = ms_left(deadline);
+        if (left <= 0) {
+            return TR_ETIMEDOUT;
+        }
+        struct pollfd p = {fd, events, 0};
+        int r = poll(&p, 1, (int)left);
+        if (r > 0) {
+            return 0;
+        }
+        if (r < 0 && errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
+static int once_exchange(int fd, const tr_codec *codec, const void *data, size_t len,
+                         size_t max_frame, const struct timespec *deadline, tr_buf **reply)
+{
+    unsigned char hdr[TR_CODEC_MAX_HEADER], trl[TR_CODEC_MAX_TRAILER];
+    size_t hl = 0, tl = 0;
+    if (codec->ops->encode != NULL) {
+        int rc = codec->ops->encode(codec, len, hdr, &hl, trl, &tl);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    struct iovec iov[3] = {{hdr, hl}, {(void *)data, len}, {trl, tl}};
+    int n = 3, i = 0;
+    while (i < n) {
+        ssize_t w = writev(fd, iov + i, n - i);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                int rc = wait_fd(fd, POLLOUT, deadline);
+                if (rc < 0) {
+                    return rc;
+                }
+                continue;
+            }
+            return -errno;
+        }
+        while (i < n && (size_t)w >= iov[i].iov_len) {
+            w -= (ssize_t)iov[i].iov_len;
+            i++;
+        }
+        if (i < n) {
+            iov[i].iov_base = (char *)iov[i].iov_base + w;
+            iov[i].iov_len -= (size_t)w;
+        }
+    }
+    size_t cap = 4096, have = 0;
+    unsigned char *buf = malloc(cap);
+    if (buf == NULL) {
+        return TR_ENOMEM;
+    }
+    tr_codec_state st;
+    memset(&st, 0, sizeof(st));
+    int rc;
+    for (;;) {
+        if (have > 0) {
+            tr_frame f;
+            ssize_t d = codec->ops->decode(codec, &st, buf, have, max_frame, &f);
+            if (d > 0) {
+                *reply = tr_buf_copy(f.data, f.len);
+                rc = *reply == NULL ? TR_ENOMEM : 0;
+                break;
+            }
+            if (d < 0) {
+                rc = (int)d;
+                break;
+            }
+        }
+        if (have == cap) {
+            if (cap > max_frame + 2 * TR_CODEC_MAX_HEADER + 4096) {
+                rc = TR_EMSGSIZE;
+                break;
+            }
+            unsigned char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                rc = TR_ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + have, cap - have);
+        if (r > 0) {
+            have += (size_t)r;
+            continue;
+        }
+        if (r == 0) {
+            rc = TR_ECLOSED;
+            break;
+        }
+        if (errno == EAGAIN || errno == EINTR) {
+            rc = wait_fd(fd, POLLIN, deadline);
+            if (rc < 0) {
+                break;
+            }
+            continue;
+        }
+        rc = -errno;
+        break;
+    }
+    free(buf);
+    return rc;
+}
+
+int tr_client_once(const char *addr, const tr_codec *codec, const void *data, size_t len,
+                   size_t max_frame, uint32_t timeout_ms, tr_buf **reply)
+{
+    if (tr__current_worker() != NULL) {
+        return TR_EDEADLK;
+    }
+    if (codec == NULL || codec->ops == NULL || codec->ops->decode == NULL) {
+        return TR_ENOCODEC;
+    }
+    if (reply == NULL || (data == NULL && len > 0) || max_frame == 0) {
+        return TR_EINVAL;
+    }
+    *reply = NULL;
+    struct sockaddr_storage sa;
+    socklen_t sl;
+    int rc = tr__addr_parse(addr, &sa, &sl);
+    if (rc < 0) {
+        return rc;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sl) < 0) {
+        if (errno != EINPROGRESS) {
+            rc = -errno;
+            goto out;
+        }
+        if ((rc = wait_fd(fd, POLLOUT, &deadline)) < 0) {
+            goto out;
+        }
+        int err = 0;
+        socklen_t el = sizeof(err);
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err != 0) {
+            rc = -err;
+            goto out;
+        }
+    }
+    rc = once_exchange(fd, codec, data, len, max_frame, &deadline, reply);
+out:
+    close(fd);
+    return rc;
+}
