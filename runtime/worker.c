@@ -75,11 +75,12 @@ void tr__worker_enqueue(tr__worker *w, tr_actor *a)
     }
 }
 
-/* Moves the incoming stack (newest first) to the local queue, oldest first. */
-static void take_incoming(tr__worker *w)
+/* Moves the incoming stack (newest first) to the local queue, oldest first.
+ * Returns 1 if it moved anything. */
+static int take_incoming(tr__worker *w)
 {
     if (tr__loadp((void **)&w->incoming) == NULL) {
-        return;
+        return 0;
     }
     tr_actor *a = tr__fasp((void **)&w->incoming, NULL);
     tr_actor *fifo = NULL, *last = a;
@@ -90,7 +91,7 @@ static void take_incoming(tr__worker *w)
         a = next;
     }
     if (fifo == NULL) {
-        return;
+        return 0;
     }
     if (w->run_tail != NULL) {
         w->run_tail->run_next = fifo;
@@ -98,6 +99,7 @@ static void take_incoming(tr__worker *w)
         w->run_head = fifo;
     }
     w->run_tail = last;
+    return 1;
 }
 
 static tr_actor *pop_ready(tr__worker *w)
@@ -235,25 +237,34 @@ static void *worker_main(void *arg)
 {
     tr__worker *w = arg;
     tr__set_current(w, NULL);
+    /* Whether work came from other threads since we last slept. Only then
+     * is spinning worth it: a worker fed by its own sockets is woken by
+     * epoll anyway, and spinning would only add a poll syscall and burn
+     * CPU after every request. */
+    int cross = 0;
     while (!tr__load32(&w->stop)) {
         poll_control(w);
-        take_incoming(w);
+        cross |= take_incoming(w);
         tr_actor *a;
         unsigned turns = 0;
         while (turns < TURNS_PER_POLL && (a = pop_ready(w)) != NULL) {
             tr__actor_run(w, a);
             if ((++turns & 15) == 0) {
-                take_incoming(w);
+                cross |= take_incoming(w);
             }
         }
         if (w->run_head != NULL || tr__loadp((void **)&w->incoming) != NULL) {
             ev_run(w->loop, EVRUN_NOWAIT);
             continue;
         }
-        /* Idle. Let I/O and timers in first; they may make actors ready. */
-        ev_run(w->loop, EVRUN_NOWAIT);
-        if (w->run_head != NULL || spin(w)) {
-            continue;
+        if (cross) {
+            /* Idle after cross-thread work: let I/O and timers in, then
+             * poll the incoming stack for a short spell before sleeping. */
+            ev_run(w->loop, EVRUN_NOWAIT);
+            if (w->run_head != NULL || spin(w)) {
+                continue;
+            }
+            cross = 0;
         }
         tr__store32(&w->sleeping, 1);
         tr__fence();
