@@ -37,6 +37,7 @@ typedef struct tr__worker {
     void (*ext_free)(void *ext); /* called at tr__worker_fini */
     uint32_t shutdown_done;   /* owner only */
     uint32_t force_done;      /* owner only */
+    uint64_t last_poll_ns;    /* owner only: last non-blocking look at the loop */
     _Alignas(64) tr_actor *incoming; /* any thread pushes; owner takes */
     uint32_t sleeping;        /* any thread; atomics */
     uint32_t stop;            /* any thread; atomics */
