@@ -285,8 +285,10 @@ void tr_actor_trap_shutdown(tr_actor *self, bool on)
 
 tr_msg *tr_msg_claim(tr_actor *self, tr_msg *msg)
 {
-    (void)self;
-    msg->flags |= TR_MSGF_CLAIMED;
+    /* The mark goes on the actor, not the message: a claimed message may be
+     * sent on (tr_send resets its flags) and even freed by its next owner
+     * before receive returns, so the runtime must not look at it again. */
+    self->flags |= TR__A_CLAIMED;
     return msg;
 }
 
@@ -478,9 +480,10 @@ static void start(tr__worker *w, tr_actor *a)
 
 static void receive(tr_actor *a, tr_msg *m)
 {
+    a->flags &= ~TR__A_CLAIMED;
     a->beh->receive(a, m);
-    if (m->flags & TR_MSGF_CLAIMED) {
-        m->flags &= ~TR_MSGF_CLAIMED;
+    if (a->flags & TR__A_CLAIMED) {
+        a->flags &= ~TR__A_CLAIMED;
         return;
     }
     tr_msg_free(m);

@@ -19,7 +19,8 @@ enum {
     TR__A_SUPERVISED = 1u << 3,   /* its supervisor stops it, not the broadcast */
     TR__A_LISTED = 1u << 4,       /* on its worker's actor list */
     TR__A_NO_TERMINATE = 1u << 5, /* init failed or never ran */
-    TR__A_SHUTDOWN_SENT = 1u << 6
+    TR__A_SHUTDOWN_SENT = 1u << 6,
+    TR__A_CLAIMED = 1u << 7       /* receive claimed the message it is handling */
 };
 
 /* About 160 bytes; an idle actor costs this plus its slot (32 bytes). */

@@ -92,8 +92,11 @@ int tr__slot_alloc(struct tr_actor *a, struct tr__worker *w, tr_actor_id *out)
         if (!tr__cas64_value(&free_head, head, next, &head)) {
             continue;
         }
-        s->actor = a;
-        s->worker = w;
+        /* Atomic stores: tr__send's fast path may read these fields of a
+         * slot being reused, between its two generation checks (it then
+         * discards what it read), so a plain store here would race. */
+        tr__storep((void **)&s->actor, a);
+        tr__storep((void **)&s->worker, w);
         uint64_t gen = tr__load64(&s->word) >> 32;
         /* The store publishes actor and worker with the generation. */
         tr__store64(&s->word, gen << 32 | TR__SLOT_ALIVE);
