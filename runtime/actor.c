@@ -392,7 +392,18 @@ static void reclaim(tr_actor *a)
     tr__mailbox_fini(&a->mbox);
     tr__slot_release(a->slot);
     free(a);
+    /* A foreign thread reclaiming (the last sender to unpin) may still be
+     * inside actor_gone when the application frees the runtime: count it,
+     * and tr_runtime_free waits for the count to drop. Workers are joined
+     * before the free, so they need no count. */
+    bool foreign = cur_worker == NULL;
+    if (foreign) {
+        tr__faa32(&rt->foreign_reclaims, 1);
+    }
     tr__runtime_actor_gone(rt);
+    if (foreign) {
+        tr__faa32(&rt->foreign_reclaims, UINT32_MAX);
+    }
 }
 
 static void finish_exit(tr_actor *a)
@@ -446,10 +457,15 @@ void tr__actor_send_shutdown(tr_actor *a)
     }
     tr_msg *m = tr_msg_new(TR_MSG_SHUTDOWN, NULL, 0);
     if (m == NULL) {
-        /* Cannot even say it: stop it now rather than hang the shutdown. */
+        /* Cannot even say it: make it exit at its next turn rather than hang
+         * the shutdown. Not at once: it may sit in a ready queue, and the
+         * broadcast calling us is walking the actor list. */
         tr_log(TR_LOG_ERROR, "event=shutdown_alloc_failed actor=%llu",
                (unsigned long long)a->id.bits);
-        tr__actor_force_exit(a, TR_EXIT_SHUTDOWN);
+        tr_exit(a, TR_EXIT_SHUTDOWN);
+        if (tr__load32(&a->scheduled) == 0 && tr__cas32(&a->scheduled, 0, 1)) {
+            tr__worker_enqueue(a->worker, a);
+        }
         return;
     }
     a->flags |= TR__A_SHUTDOWN_SENT;

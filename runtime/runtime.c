@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "troupe/log.h"
@@ -180,6 +181,9 @@ void tr_runtime_free(tr_runtime *rt)
         tr__worker_kill_all(&rt->workers[i]);
     }
     tr__set_current(NULL, NULL);
+    while (tr__load32(&rt->foreign_reclaims) != 0) {
+        sched_yield(); /* a few instructions from done: see reclaim() */
+    }
     if (tr__load64(&rt->live) != 0) {
         /* A foreign thread still holds a pin on a dead actor: it will
          * reclaim it and touch rt. That is a use-after-free in the making. */

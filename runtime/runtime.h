@@ -24,6 +24,7 @@ struct tr_runtime {
     uint32_t force_req;     /* any thread; atomics: deadline passed, kill all */
     uint32_t rr;            /* round-robin spawn cursor; atomics */
     uint64_t live;          /* actors spawned and not reclaimed; atomics */
+    uint32_t foreign_reclaims; /* foreign threads inside actor_gone; atomics */
     pthread_mutex_t lock;   /* guards the wait for live == 0 */
     pthread_cond_t idle;
 };

@@ -23,6 +23,7 @@ typedef struct child {
     tr_child_spec spec;
     tr_actor_id id; /* TR_ACTOR_NONE while not running */
     uint64_t mref;
+    bool done;      /* exited for good: temporary, or transient that ended normally */
 } child;
 
 typedef struct sup {
@@ -72,6 +73,7 @@ static uint64_t now_ms(void)
 static int start_child(tr_actor *self, sup *s, size_t i)
 {
     child *k = &s->kids[i];
+    k->done = false;
     tr_spawn_opts opts;
     tr_spawn_opts_defaults(&opts);
     opts.mailbox_capacity = k->spec.mailbox_capacity;
@@ -160,7 +162,7 @@ static void restart_all(tr_actor *self, sup *s)
     s->phase = RUNNING;
     s->stop_idx = s->n;
     for (size_t i = 0; i < s->n; i++) {
-        if (s->kids[i].spec.restart == TR_TEMPORARY) {
+        if (s->kids[i].spec.restart == TR_TEMPORARY || s->kids[i].done) {
             continue;
         }
         int rc = start_child(self, s, i);
@@ -209,8 +211,10 @@ static void begin_stopping(tr_actor *self, sup *s, enum phase phase, int reason)
 {
     int busy = s->phase != RUNNING;
     if (phase == STOPPING) {
+        if (s->phase != STOPPING) {
+            s->exit_reason = reason; /* the first reason to stop is the one reported */
+        }
         s->phase = STOPPING;
-        s->exit_reason = reason;
     } else {
         s->phase = phase;
     }
@@ -267,6 +271,7 @@ static void on_down(tr_actor *self, sup *s, tr_msg *m)
                   (k->spec.restart == TR_TRANSIENT && reason != TR_EXIT_NORMAL &&
                    reason != TR_EXIT_SHUTDOWN);
     if (!restart) {
+        k->done = true;
         return;
     }
     if (!note_restart(s)) {
