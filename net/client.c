@@ -176,7 +176,11 @@ static int first_dial(tr_conn *c)
 static void on_gone(tr_conn *c)
 {
     client *cl = c->owner;
-    if (cl->giving_up || tr__conn_is_draining(c) || !tr__conn_was_opened(c)) {
+    if (cl->giving_up || tr__conn_is_draining(c) || !tr__conn_was_opened(c) ||
+        tr__conn_closed_by_user(c)) {
+        if (c->nw != NULL) {
+            ev_timer_stop(c->nw->loop, &cl->timer); /* no dial after the end */
+        }
         return;
     }
     if (schedule_redial(cl)) {
@@ -254,8 +258,11 @@ static int64_t ms_left(const struct timespec *deadline)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
-           (deadline->tv_nsec - now.tv_nsec) / 1000000;
+    /* Rounded up: a remainder under 1 ms is still time left, not a
+     * timeout before the deadline. */
+    int64_t ns = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000000000 +
+                 (int64_t)(deadline->tv_nsec - now.tv_nsec);
+    return ns <= 0 ? 0 : (ns + 999999) / 1000000;
 }
 
 static int wait_fd(int fd, short events, const struct timespec *deadline)
@@ -290,7 +297,11 @@ static int once_exchange(int fd, const tr_codec *codec, const void *data, size_t
     struct iovec iov[3] = {{hdr, hl}, {(void *)data, len}, {trl, tl}};
     int n = 3, i = 0;
     while (i < n) {
-        ssize_t w = writev(fd, iov + i, n - i);
+        struct msghdr mh;
+        memset(&mh, 0, sizeof(mh));
+        mh.msg_iov = iov + i;
+        mh.msg_iovlen = (size_t)(n - i);
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL); /* no SIGPIPE */
         if (w < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 int rc = wait_fd(fd, POLLOUT, deadline);

@@ -31,7 +31,9 @@ enum {
     F_EOF = 1u << 11,
     F_DRAINING = 1u << 12,
     F_ABORT_REQ = 1u << 13,
-    F_CONNECTED = 1u << 14
+    F_CONNECTED = 1u << 14,
+    F_RESYNC = 1u << 15,    /* a CONTINUE resync dropped all input: keep dropping */
+    F_USER_CLOSE = 1u << 16 /* tr_conn_close/abort: a client must not redial */
 };
 
 #define HANDLER_RETRY_S 0.005
@@ -151,6 +153,8 @@ static void rearm(tr_conn *c)
     }
     if (c->flags & F_LINGER) {
         CONSIDER(c->linger_until);
+    } else if ((c->flags & F_CLOSING) && c->out.bytes > 0) {
+        CONSIDER(c->last_progress + c->cfg->linger_ms / 1000.0); /* see on_timer */
     }
     if (c->flags & F_HPAUSE) {
         CONSIDER(c->retry_at);
@@ -280,6 +284,20 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
     const tr_codec *codec = c->cfg->codec;
     size_t off = 0;
     while (off < n && !(c->flags & (F_CLOSING | F_CLOSED | F_HPAUSE))) {
+        if (c->flags & F_RESYNC) {
+            /* Still inside the frame a CONTINUE is skipping: one error per
+             * bad frame, however many reads its bytes take. */
+            ssize_t k = codec->ops->resync(codec, &c->cst, p + off, n - off);
+            if (k < 0) {
+                tr__conn_begin_close(c, (int)k);
+                break;
+            }
+            off += (size_t)k;
+            if (off < n) {
+                c->flags &= ~F_RESYNC; /* the boundary is behind us */
+            }
+            continue;
+        }
         tr_frame f;
         ssize_t r = codec->ops->decode(codec, &c->cst, p + off, n - off, c->cfg->max_frame, &f);
         if (r == 0) {
@@ -300,6 +318,9 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
             ssize_t k = codec->ops->resync(codec, &c->cst, p + off, n - off);
             if (k >= 0) {
                 off += (size_t)k;
+                if (off == n) {
+                    c->flags |= F_RESYNC;
+                }
                 continue;
             }
         }
@@ -513,8 +534,11 @@ static int reserve(tr_conn *c, size_t n)
         return 0; /* the owner drops the oldest unsent bytes to make room */
     }
     unreserve(c, n);
-    c->cs.sends_refused++;
-    TR__STAT_ADD(c->st, sends_refused, 1);
+    /* Foreign senders count here too: atomic increments only. */
+    __atomic_fetch_add(&c->cs.sends_refused, 1, __ATOMIC_RELAXED);
+    if (c->st != NULL) {
+        __atomic_fetch_add(&c->st->s.sends_refused, 1, __ATOMIC_RELAXED);
+    }
     return TR_EBUFFULL;
 }
 
@@ -562,6 +586,9 @@ static void after_append(tr_conn *c, size_t n)
 
 static void overflow_exit(tr_conn *c)
 {
+    if (c->flags & (F_CLOSING | F_CLOSED)) {
+        return; /* already on its way out: one overflow, one error */
+    }
     if (c->cfg->overflow == TR_OVERFLOW_EXIT &&
         conn_error(c, TR_ERR_SEND_OVERFLOW, TR_EBUFFULL) == TR_DISCONNECT) {
         tr__conn_begin_close(c, TR_EBUFFULL);
@@ -573,6 +600,15 @@ static int write_owned(tr_conn *c, const void *data, size_t len, tr_buf *b, bool
 {
     unsigned char hdr[TR_CODEC_MAX_HEADER], trl[TR_CODEC_MAX_TRAILER];
     size_t hl, tl;
+    if (c->flags & (F_SHUT_REQ | F_WR_SHUT)) {
+        /* The write side is shut or about to be: a byte queued now would
+         * meet EPIPE and take the still-reading connection down. */
+        if (reserved) {
+            unreserve(c, reserved_n);
+        }
+        tr_buf_release(b);
+        return TR_ECLOSED;
+    }
     int rc = encode(c, len, hdr, &hl, trl, &tl);
     size_t n = hl + len + tl;
     if (rc == 0 && !reserved) {
@@ -691,8 +727,10 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
     }
     c->cfg->tp->close(c, abort);
     keep_tail(c, NULL, 0);
+    /* Give back only what the queue held: sends still in the mailbox keep
+     * their reservations until handled (a client may reopen meanwhile). */
+    unreserve(c, c->out.bytes);
     tr__outq_clear(&c->out);
-    tr__store64(&c->queued, 0);
     if (c->list != NULL) {
         if (c->list_prev != NULL) {
             c->list_prev->list_next = c->list_next;
@@ -734,6 +772,13 @@ int tr_conn_close(tr_conn *c)
     if (c->flags & F_CLOSED) {
         return TR_ECLOSED;
     }
+    c->flags |= F_USER_CLOSE;
+    if (!(c->flags & F_CONNECTED)) {
+        /* A client still dialling or between dials: nothing to flush, and
+         * no connect may complete later. */
+        tr__conn_finish_close(c, 0, true);
+        return 0;
+    }
     tr__conn_begin_close(c, 0);
     return 0;
 }
@@ -743,7 +788,7 @@ int tr_conn_abort(tr_conn *c)
     if (c->flags & F_CLOSED) {
         return TR_ECLOSED;
     }
-    c->flags |= F_ABORT_REQ | F_CLOSING;
+    c->flags |= F_ABORT_REQ | F_CLOSING | F_USER_CLOSE;
     tr__store32(&c->closing, 1);
     mark_dirty(c);
     return 0;
@@ -755,6 +800,7 @@ int tr_conn_shutdown_write(tr_conn *c)
         return TR_ECLOSED;
     }
     c->flags |= F_SHUT_REQ;
+    tr__store32(&c->closing, 1); /* sends from now on are refused */
     mark_dirty(c);
     return 0;
 }
@@ -769,6 +815,14 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     ev_tstamp now = ev_now(loop);
     if ((c->flags & F_LINGER) && now >= c->linger_until) {
         tr__conn_finish_close(c, c->close_reason, false);
+        leave(x);
+        return;
+    }
+    if ((c->flags & F_CLOSING) && !(c->flags & F_LINGER) && c->out.bytes > 0 &&
+        now - c->last_progress >= c->cfg->linger_ms / 1000.0) {
+        /* A graceful close whose flush made no progress for linger_ms: the
+         * peer does not read, so the queue would never drain. Abort. */
+        tr__conn_finish_close(c, c->close_reason ? c->close_reason : TR_ETIMEDOUT, true);
         leave(x);
         return;
     }
@@ -802,7 +856,6 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, tr__netw *nw)
 {
-    c->cfg = cfg;
     c->actor = actor;
     c->nw = nw;
     c->fd = -1;
@@ -812,6 +865,13 @@ void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, tr__ne
     ev_init(&c->rio, on_readable);
     ev_init(&c->wio, on_writable);
     ev_init(&c->tmo, on_timer);
+    /* Dropping the oldest frames needs frame-sized segments: a shared
+     * block would drop the newest frame along with the old ones. */
+    c->out.whole_frames = cfg->overflow == TR_OVERFLOW_DROP_OLDEST;
+    /* Last, and published: a foreign sender (send_any) that sees cfg also
+     * sees st and the rest set before it; before it, the actor has not
+     * started (a client's id is handed out at once). */
+    __atomic_store_n(&c->cfg, cfg, __ATOMIC_RELEASE);
 }
 
 void tr__conn_open(tr_conn *c)
@@ -855,6 +915,7 @@ static int conn_init(tr_actor *self, void *arg)
     tr__conn_arg *ca = arg;
     tr_conn *c = tr__actor_extra(self);
     tr__netw *nw = tr__netw_get(tr__actor_worker(self));
+    c->st = ca->st; /* before setup publishes cfg: send_any may read it */
     tr__conn_setup(c, ca->cfg, self, nw);
     c->fd = ca->fd;
     c->peer = ca->peer;
@@ -902,12 +963,15 @@ static void conn_receive(tr_actor *self, tr_msg *m)
     switch (m->type) {
     case TR__MSG_CONN_SEND:
         if (c->flags & F_CLOSED) {
+            if (m->reason > 0) {
+                unreserve(c, (size_t)m->reason);
+            }
             break;
         }
         if (m->buf != NULL) {
-            write_owned(c, NULL, m->len, tr_buf_retain(m->buf), true, (size_t)m->reason);
+            write_owned(c, NULL, m->len, tr_buf_retain(m->buf), m->reason >= 0, (size_t)m->reason);
         } else {
-            write_owned(c, tr_msg_data(m), m->len, NULL, true, (size_t)m->reason);
+            write_owned(c, tr_msg_data(m), m->len, NULL, m->reason >= 0, (size_t)m->reason);
         }
         break;
     case TR__MSG_CONN_CLOSE:
@@ -967,7 +1031,7 @@ void tr__conn_reset(tr_conn *c)
     c->flags = 0;
     c->close_reason = 0;
     memset(&c->cst, 0, sizeof(c->cst));
-    tr__store64(&c->queued, 0);
+    /* queued keeps the reservations of sends still in the mailbox. */
     tr__store32(&c->closing, 0);
 }
 
@@ -979,6 +1043,11 @@ bool tr__conn_was_opened(const tr_conn *c)
 bool tr__conn_is_draining(const tr_conn *c)
 {
     return (c->flags & F_DRAINING) != 0;
+}
+
+bool tr__conn_closed_by_user(const tr_conn *c)
+{
+    return (c->flags & F_USER_CLOSE) != 0;
 }
 
 static const tr_behavior conn_behavior = {
@@ -1034,10 +1103,14 @@ static int send_any(tr_conn_id id, const void *data, size_t len, tr_buf *b)
         return rc;
     }
     unsigned char hdr[TR_CODEC_MAX_HEADER], trl[TR_CODEC_MAX_TRAILER];
-    size_t hl, tl;
-    rc = encode(c, len, hdr, &hl, trl, &tl);
-    size_t n = hl + len + tl;
-    if (rc == 0) {
+    size_t hl = 0, tl = 0;
+    /* NULL until the actor's init ran (a client's id is handed out at
+     * once): nothing to size the frame with yet, so the connection reserves
+     * the room itself when it takes the message (reason -1). */
+    const tr__conn_cfg *cfg = __atomic_load_n(&c->cfg, __ATOMIC_ACQUIRE);
+    rc = cfg != NULL ? encode(c, len, hdr, &hl, trl, &tl) : 0;
+    size_t n = cfg != NULL ? hl + len + tl : 0;
+    if (rc == 0 && cfg != NULL) {
         rc = reserve(c, n);
         if (rc == TR_EBUFFULL && c->cfg->overflow == TR_OVERFLOW_EXIT) {
             tr_msg *om = tr_msg_new(TR__MSG_CONN_OVERFLOW, NULL, 0);
@@ -1058,9 +1131,9 @@ static int send_any(tr_conn_id id, const void *data, size_t len, tr_buf *b)
         tr__actor_unpin(slot, a);
         return TR_ENOMEM;
     }
-    m->reason = (int64_t)n;
+    m->reason = cfg != NULL ? (int64_t)n : -1;
     rc = tr__send(tr_self(a), m, false);
-    if (rc < 0) {
+    if (rc < 0 && n > 0) {
         unreserve(c, n);
     }
     tr__actor_unpin(slot, a);
@@ -1096,8 +1169,11 @@ int tr_conn_send_wait(tr_conn_id id, const void *data, size_t len, uint32_t time
             return rc;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
-        uint64_t ms = (uint64_t)(now.tv_sec - start.tv_sec) * 1000u +
-                      (uint64_t)((now.tv_nsec - start.tv_nsec) / 1000000);
+        /* In ns first: a negative nsec difference divided on its own
+         * rounds towards zero and would end the wait up to 1 ms early. */
+        int64_t ns = (int64_t)(now.tv_sec - start.tv_sec) * 1000000000 +
+                     (int64_t)(now.tv_nsec - start.tv_nsec);
+        uint64_t ms = (uint64_t)(ns / 1000000);
         if (ms >= timeout_ms) {
             return TR_ETIMEDOUT;
         }
@@ -1164,7 +1240,11 @@ void tr_conn_set_user(tr_conn *c, void *user)
 
 void tr_conn_stats_get(const tr_conn *c, tr_conn_stats *out)
 {
-    *out = c->cs;
+    out->bytes_in = c->cs.bytes_in;
+    out->bytes_out = c->cs.bytes_out;
+    out->frames_in = c->cs.frames_in;
+    out->frames_out = c->cs.frames_out;
+    out->sends_refused = __atomic_load_n(&c->cs.sends_refused, __ATOMIC_RELAXED);
     out->queued_bytes = tr__load64((uint64_t *)&c->queued);
 }
 
@@ -1194,7 +1274,13 @@ static ssize_t tcp_read(tr_conn *c, void *buf, size_t len)
 
 static ssize_t tcp_writev(tr_conn *c, const struct iovec *iov, int n)
 {
-    ssize_t r = writev(c->fd, iov, n);
+    /* sendmsg, not writev: a peer that reset must be an EPIPE return, not
+     * a SIGPIPE that kills the application. */
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = (struct iovec *)iov;
+    mh.msg_iovlen = (size_t)n;
+    ssize_t r = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
     return r < 0 ? -errno : r;
 }
 

@@ -179,6 +179,8 @@ void tr__conn_reset(tr_conn *c);
 /* Whether on_open ran / a drain was requested. */
 bool tr__conn_was_opened(const tr_conn *c);
 bool tr__conn_is_draining(const tr_conn *c);
+/* Whether the application closed it (tr_conn_close/abort, or by id). */
+bool tr__conn_closed_by_user(const tr_conn *c);
 
 /* Applies socket options of cfg to an fd (nodelay, keepalive). */
 void tr__sock_tune(int fd, const tr__conn_cfg *cfg, int keepalive_idle_s);

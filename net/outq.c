@@ -36,8 +36,8 @@ int tr__outq_append(tr__outq *q, const unsigned char *hdr, size_t hlen, const vo
 {
     size_t need = hlen + len + tlen;
     tr__seg *t = q->tail;
-    if (t == NULL || t->buf != NULL || t->cap - t->len < need) {
-        size_t cap = need > BLOCK_MIN ? need : BLOCK_MIN;
+    if (t == NULL || t->buf != NULL || q->whole_frames || t->cap - t->len < need) {
+        size_t cap = need > BLOCK_MIN || q->whole_frames ? need : BLOCK_MIN;
         t = malloc(sizeof(*t) + cap);
         if (t == NULL) {
             return TR_ENOMEM;

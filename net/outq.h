@@ -8,6 +8,7 @@
 #ifndef TROUPE_NET_OUTQ_H
 #define TROUPE_NET_OUTQ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -21,6 +22,9 @@ typedef struct tr__outq {
     tr__seg *head;
     tr__seg *tail;
     size_t bytes; /* total unwritten bytes */
+    /* One segment per frame, never coalesced: set for the drop-oldest
+     * overflow policy, which can only drop whole segments. */
+    bool whole_frames;
 } tr__outq;
 
 /* Appends header + payload + trailer as copied bytes. Returns 0/TR_ENOMEM. */
