@@ -112,7 +112,9 @@ static void post_event(tr_conn *c, uint32_t type, int reason)
     }
     m->ref = c->id.bits;
     m->reason = reason;
-    tr_send(c->cfg->handler_actor, m);
+    /* Past the handler's capacity if need be: a lost CLOSED or WRITABLE
+     * would leave the handler wrong about the connection for good. */
+    tr__send_over(c->cfg->handler_actor, m);
 }
 
 /* ---- reading side ---- */

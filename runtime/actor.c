@@ -47,10 +47,14 @@ static void schedule(tr_actor *a)
     }
 }
 
-static int deliver(tr_actor *a, tr_msg *m, bool sys)
+enum { LANE_USER = 0, LANE_SYS = 1, LANE_OVER = 2 };
+
+static int deliver(tr_actor *a, tr_msg *m, int lane)
 {
-    if (sys) {
+    if (lane == LANE_SYS) {
         tr__mailbox_push_sys(&a->mbox, m);
+    } else if (lane == LANE_OVER) {
+        tr__mailbox_push_over(&a->mbox, m);
     } else if (tr__mailbox_push(&a->mbox, m) < 0) {
         tr_msg_free(m);
         if (a->mbox.overflow != TR_OVERFLOW_EXIT) {
@@ -66,7 +70,7 @@ static int deliver(tr_actor *a, tr_msg *m, bool sys)
 
 static void reclaim(tr_actor *a);
 
-int tr__send(tr_actor_id to, tr_msg *m, bool sys)
+static int send_lane(tr_actor_id to, tr_msg *m, int lane)
 {
     tr__slot *s = tr__slot_get(to);
     if (s == NULL) {
@@ -82,7 +86,7 @@ int tr__send(tr_actor_id to, tr_msg *m, bool sys)
         tr__worker *sw = tr__loadp((void **)&s->worker);
         tr_actor *a = tr__loadp((void **)&s->actor);
         if (sw == w && tr__slot_is_alive(s, to)) {
-            return deliver(a, m, sys);
+            return deliver(a, m, lane);
         }
     }
     if (!tr__slot_pin(s, to)) {
@@ -90,11 +94,23 @@ int tr__send(tr_actor_id to, tr_msg *m, bool sys)
         return TR_ECLOSED;
     }
     tr_actor *a = tr__loadp((void **)&s->actor);
-    int rc = deliver(a, m, sys);
+    int rc = deliver(a, m, lane);
     if (tr__slot_unpin(s)) {
         reclaim(a);
     }
     return rc;
+}
+
+int tr__send(tr_actor_id to, tr_msg *m, bool sys)
+{
+    return send_lane(to, m, sys ? LANE_SYS : LANE_USER);
+}
+
+int tr__send_over(tr_actor_id to, tr_msg *msg)
+{
+    msg->flags = 0;
+    msg->from = cur_actor != NULL ? cur_actor->id : TR_ACTOR_NONE;
+    return send_lane(to, msg, LANE_OVER);
 }
 
 int tr_send(tr_actor_id to, tr_msg *msg)
@@ -309,7 +325,7 @@ int tr_monitor(tr_actor *self, tr_actor_id target, uint64_t *ref_out)
         down->from = target;
         down->ref = ref;
         down->reason = TR_EXIT_NOPROC;
-        deliver(self, down, true);
+        deliver(self, down, LANE_SYS);
         return 0;
     }
     return rc;
@@ -470,7 +486,7 @@ void tr__actor_send_shutdown(tr_actor *a)
     }
     a->flags |= TR__A_SHUTDOWN_SENT;
     m->flags = TR_MSGF_SYSTEM;
-    deliver(a, m, true);
+    deliver(a, m, LANE_SYS);
 }
 
 static void start(tr__worker *w, tr_actor *a)

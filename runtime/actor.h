@@ -52,6 +52,11 @@ void tr__set_current(struct tr__worker *w, tr_actor *a);
  * lane. Takes m in every case. Any thread. */
 int tr__send(tr_actor_id to, tr_msg *m, bool sys);
 
+/* As tr_send, but a bounded mailbox accepts it past its capacity: for
+ * control messages that must neither be lost nor overtake queued user
+ * messages (a connection's CLOSED after its frames). Any thread. */
+int tr__send_over(tr_actor_id to, tr_msg *msg);
+
 /* Runs one turn of a (owning worker). */
 void tr__actor_run(struct tr__worker *w, tr_actor *a);
 

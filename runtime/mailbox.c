@@ -61,6 +61,14 @@ int tr__mailbox_push(tr__mailbox *mb, tr_msg *m)
     return 0;
 }
 
+void tr__mailbox_push_over(tr__mailbox *mb, tr_msg *m)
+{
+    if (mb->capacity != 0) {
+        tr__faa32(&mb->count, 1);
+    }
+    push(&mb->user_head, m);
+}
+
 void tr__mailbox_push_sys(tr__mailbox *mb, tr_msg *m)
 {
     push(&mb->sys_head, m);

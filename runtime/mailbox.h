@@ -39,6 +39,11 @@ void tr__mailbox_fini(tr__mailbox *mb);
  * (the message then stays the caller's). Any thread. */
 int tr__mailbox_push(tr__mailbox *mb, tr_msg *m);
 
+/* Pushes a user message past the capacity (still counted). For the few
+ * control messages that must not be lost nor overtake queued messages.
+ * Any thread. */
+void tr__mailbox_push_over(tr__mailbox *mb, tr_msg *m);
+
 /* Pushes onto the priority lane; never refuses. Any thread. */
 void tr__mailbox_push_sys(tr__mailbox *mb, tr_msg *m);
 
