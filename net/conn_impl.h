@@ -1,0 +1,67 @@
+/* Internal: shared by the parts of the connection actor (conn.c: lifecycle
+ * and the actor; conn_read.c: bytes in; conn_write.c: bytes out and the
+ * send queue; conn_send.c: the any-thread API; tcp.c: the TCP transport).
+ * Everything here is owning-worker only unless it says otherwise. */
+#ifndef TROUPE_NET_CONN_IMPL_H
+#define TROUPE_NET_CONN_IMPL_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../runtime/actor.h"
+#include "../runtime/worker.h"
+#include "conn.h"
+
+enum {
+    F_DIRTY = 1u << 0, /* on the flush list (netw.c uses the same bit) */
+    F_OPEN = 1u << 1,
+    F_READING = 1u << 2,
+    F_WRITING = 1u << 3,
+    F_UNWRITABLE = 1u << 4,
+    F_HPAUSE = 1u << 5, /* handler actor's mailbox was full */
+    F_CLOSING = 1u << 6,
+    F_SHUT_REQ = 1u << 7,
+    F_WR_SHUT = 1u << 8,
+    F_LINGER = 1u << 9,
+    F_CLOSED = 1u << 10,
+    F_EOF = 1u << 11,
+    F_DRAINING = 1u << 12,
+    F_ABORT_REQ = 1u << 13,
+    F_CONNECTED = 1u << 14,
+    F_RESYNC = 1u << 15,    /* a CONTINUE resync dropped all input: keep dropping */
+    F_USER_CLOSE = 1u << 16 /* tr_conn_close/abort: a client must not redial */
+};
+
+#define HANDLER_RETRY_S 0.005
+#define READ_BUDGET (4 * TR__RBUF_BYTES)
+#define MAX_IOV 64
+
+/* Runs handler code as the connection actor, so tr_send inside a callback
+ * carries the connection as sender. */
+typedef struct tr__conn_ctx {
+    tr__worker *w;
+    tr_actor *prev;
+} tr__conn_ctx;
+
+ev_tstamp tr__conn_now(tr_conn *c);
+void tr__conn_mark_dirty(tr_conn *c);
+void tr__conn_unreserve(tr_conn *c, size_t n);
+tr__conn_ctx tr__conn_enter(tr_conn *c);
+void tr__conn_leave(tr__conn_ctx x);
+bool tr__conn_has_handler_actor(const tr_conn *c);
+void tr__conn_post_event(tr_conn *c, uint32_t type, int reason);
+void tr__conn_update_reading(tr_conn *c);
+void tr__conn_rearm(tr_conn *c);
+tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err);
+int tr__conn_keep_tail(tr_conn *c, const unsigned char *p, size_t n);
+void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
+void tr__conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
+int tr__conn_reserve(tr_conn *c, size_t n);
+int tr__conn_encode(tr_conn *c, size_t len, unsigned char *hdr, size_t *hl, unsigned char *trl,
+                    size_t *tl);
+void tr__conn_overflow_exit(tr_conn *c);
+int tr__conn_write_owned(tr_conn *c, const void *data, size_t len, tr_buf *b, bool reserved,
+                         size_t reserved_n);
+
+#endif

@@ -1,0 +1,209 @@
+/* The connection actor, bytes in: read, decode in place, hand frames to
+ * the handler, keep only the tail of an incomplete frame. */
+#include "conn_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../runtime/atomic.h"
+#include "netw.h"
+#include "troupe/log.h"
+
+enum { DELIVERED = 0, RETRY = 1 };
+
+static int deliver(tr_conn *c, const unsigned char *data, size_t len)
+{
+    c->cs.frames_in++;
+    TR__STAT_ADD(c->st, frames_in, 1);
+    if (tr__conn_has_handler_actor(c)) {
+        tr_msg *m = tr_msg_new(TR_MSG_CONN_FRAME, data, len);
+        if (m == NULL) {
+            return RETRY;
+        }
+        m->ref = c->id.bits;
+        int rc = tr_send(c->cfg->handler_actor, m);
+        if (rc == TR_EBUFFULL) {
+            c->cs.frames_in--;
+            TR__STAT_ADD(c->st, frames_in, (uint64_t)-1);
+            return RETRY;
+        }
+        if (rc < 0 && tr__conn_error(c, TR_ERR_HANDLER, rc) == TR_DISCONNECT) {
+            tr__conn_begin_close(c, rc);
+        }
+        return DELIVERED;
+    }
+    int rc = c->cfg->handler->on_frame(c, data, len, c->cfg->user);
+    if (rc < 0 && tr__conn_error(c, TR_ERR_HANDLER, rc) == TR_DISCONNECT) {
+        tr__conn_begin_close(c, rc);
+    }
+    return DELIVERED;
+}
+
+int tr__conn_keep_tail(tr_conn *c, const unsigned char *p, size_t n)
+{
+    if (n == 0) {
+        free(c->pend);
+        c->pend = NULL;
+        c->pend_len = c->pend_cap = 0;
+        return 0;
+    }
+    if (p >= c->pend && c->pend != NULL && p < c->pend + c->pend_cap) {
+        memmove(c->pend, p, n);
+        c->pend_len = n;
+        return 0;
+    }
+    if (c->pend_cap < n) {
+        unsigned char *np = realloc(c->pend, n);
+        if (np == NULL) {
+            return TR_ENOMEM;
+        }
+        c->pend = np;
+        c->pend_cap = n;
+    }
+    memcpy(c->pend, p, n);
+    c->pend_len = n;
+    return 0;
+}
+
+void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
+{
+    const unsigned char *p = data;
+    size_t n = len;
+    if (c->pend_len > 0) {
+        /* An incomplete frame waits: append and decode from the copy. */
+        if (c->pend_cap - c->pend_len < len) {
+            size_t cap = c->pend_len + len;
+            if (cap < c->pend_cap * 2) {
+                cap = c->pend_cap * 2;
+            }
+            unsigned char *np = realloc(c->pend, cap);
+            if (np == NULL) {
+                tr__conn_finish_close(c, TR_ENOMEM, true);
+                return;
+            }
+            c->pend = np;
+            c->pend_cap = cap;
+        }
+        if (len > 0) {
+            memcpy(c->pend + c->pend_len, data, len);
+        }
+        c->pend_len += len;
+        p = c->pend;
+        n = c->pend_len;
+    }
+    const tr_codec *codec = c->cfg->codec;
+    size_t off = 0;
+    while (off < n && !(c->flags & (F_CLOSING | F_CLOSED | F_HPAUSE))) {
+        if (c->flags & F_RESYNC) {
+            /* Still inside the frame a CONTINUE is skipping: one error per
+             * bad frame, however many reads its bytes take. */
+            ssize_t k = codec->ops->resync(codec, &c->cst, p + off, n - off);
+            if (k < 0) {
+                tr__conn_begin_close(c, (int)k);
+                break;
+            }
+            off += (size_t)k;
+            if (off < n) {
+                c->flags &= ~F_RESYNC; /* the boundary is behind us */
+            }
+            continue;
+        }
+        tr_frame f;
+        ssize_t r = codec->ops->decode(codec, &c->cst, p + off, n - off, c->cfg->max_frame, &f);
+        if (r == 0) {
+            break;
+        }
+        if (r > 0) {
+            if (deliver(c, f.data, f.len) == RETRY) {
+                c->flags |= F_HPAUSE;
+                c->retry_at = tr__conn_now(c) + HANDLER_RETRY_S;
+                tr__conn_rearm(c);
+                break;
+            }
+            off += (size_t)r;
+            continue;
+        }
+        tr_error_class cls = r == TR_EMSGSIZE ? TR_ERR_FRAME_TOO_LARGE : TR_ERR_MALFORMED;
+        if (tr__conn_error(c, cls, (int)r) == TR_CONTINUE && codec->ops->resync != NULL) {
+            ssize_t k = codec->ops->resync(codec, &c->cst, p + off, n - off);
+            if (k >= 0) {
+                off += (size_t)k;
+                if (off == n) {
+                    c->flags |= F_RESYNC;
+                }
+                continue;
+            }
+        }
+        tr__conn_begin_close(c, (int)r);
+    }
+    if (c->flags & (F_CLOSING | F_CLOSED)) {
+        tr__conn_keep_tail(c, NULL, 0);
+        return;
+    }
+    if (tr__conn_keep_tail(c, p + off, n - off) < 0) {
+        tr__conn_finish_close(c, TR_ENOMEM, true);
+        return;
+    }
+    tr__conn_update_reading(c);
+}
+
+void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tr_conn *c = (tr_conn *)((char *)w - offsetof(tr_conn, rio));
+    tr__conn_ctx x = tr__conn_enter(c);
+    size_t budget = READ_BUDGET;
+    for (;;) {
+        ssize_t r = c->cfg->tp->read(c, c->nw->rbuf, TR__RBUF_BYTES);
+        if (r > 0) {
+            c->cs.bytes_in += (size_t)r;
+            TR__STAT_ADD(c->st, bytes_in, (uint64_t)r);
+            c->last_io = ev_now(c->nw->loop);
+            if (c->cfg->observer != NULL && c->cfg->observer->on_read != NULL) {
+                c->cfg->observer->on_read(c, (size_t)r, c->cfg->user);
+            }
+            if (!(c->flags & F_CLOSING)) {
+                tr__conn_input(c, c->nw->rbuf, (size_t)r);
+            }
+            /* A short read drained the socket: don't pay a read just to see
+             * EAGAIN. Also stop at the budget (fairness) or a pause. */
+            if ((size_t)r < TR__RBUF_BYTES || budget <= (size_t)r || !(c->flags & F_READING) ||
+                (c->flags & F_CLOSED)) {
+                break;
+            }
+            budget -= (size_t)r;
+            continue;
+        }
+        if (r == 0) {
+            tr__conn_eof(c);
+            break;
+        }
+        if (r == -EINTR) {
+            continue;
+        }
+        if (r == -EAGAIN || r == -EWOULDBLOCK) {
+            break;
+        }
+        tr_error_class cls = r == -ECONNRESET ? TR_ERR_PEER_RESET : TR_ERR_READ;
+        tr__conn_error(c, cls, (int)r);
+        tr__conn_finish_close(c, (int)r, true);
+        break;
+    }
+    tr__conn_leave(x);
+}
+
+void tr__conn_eof(tr_conn *c)
+{
+    c->flags |= F_EOF;
+    if ((c->flags & F_LINGER) || ((c->flags & F_CLOSING) && (c->flags & F_WR_SHUT))) {
+        tr__conn_finish_close(c, c->close_reason, false);
+        return;
+    }
+    tr__conn_update_reading(c);
+    /* The peer is done sending: flush what we owe it, then close. */
+    tr__conn_begin_close(c, 0);
+}

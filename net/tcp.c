@@ -1,0 +1,69 @@
+/* The TCP transport (a backend is a whole file) and socket options. */
+#include "conn_impl.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../runtime/atomic.h"
+#include "netw.h"
+#include "troupe/log.h"
+
+static ssize_t tcp_read(tr_conn *c, void *buf, size_t len)
+{
+    ssize_t r = read(c->fd, buf, len);
+    return r < 0 ? -errno : r;
+}
+
+static ssize_t tcp_writev(tr_conn *c, const struct iovec *iov, int n)
+{
+    /* sendmsg, not writev: a peer that reset must be an EPIPE return, not
+     * a SIGPIPE that kills the application. */
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = (struct iovec *)iov;
+    mh.msg_iovlen = (size_t)n;
+    ssize_t r = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    return r < 0 ? -errno : r;
+}
+
+static int tcp_shutdown_wr(tr_conn *c)
+{
+    return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+static void tcp_close(tr_conn *c, bool abort)
+{
+    if (c->fd < 0) {
+        return;
+    }
+    if (abort) {
+        /* Discard unsent data and reset, rather than linger in the kernel. */
+        struct linger lg = {1, 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(c->fd);
+    c->fd = -1;
+}
+
+const tr__transport tr__tcp_transport = {
+    .read = tcp_read, .writev = tcp_writev, .shutdown_wr = tcp_shutdown_wr, .close = tcp_close};
+
+void tr__sock_tune(int fd, const tr__conn_cfg *cfg, int keepalive_idle_s)
+{
+    int one = 1;
+    if (cfg->nodelay) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (cfg->keepalive) {
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        if (keepalive_idle_s > 0) {
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_idle_s, sizeof(keepalive_idle_s));
+        }
+    }
+}
