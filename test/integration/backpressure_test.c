@@ -575,3 +575,53 @@ Test(backpressure, overflow_exit_disconnects_a_peer_that_never_reads)
     finish(&f);
     tr_test_leak_check();
 }
+
+/* Connection events go past a handler actor's capacity: a CLOSED dropped
+ * on a full mailbox would leave the handler believing the connection is
+ * open for good. */
+Test(backpressure, handler_actor_gets_closed_even_with_a_full_mailbox)
+{
+    enum { SMALL = 4 };
+    fixture f;
+    tr_test_log_init(&events);
+    f.rt = tr_test_runtime(2);
+    f.codec = tr_test_codec_line(0);
+    tr_spawn_opts so;
+    tr_spawn_opts_defaults(&so);
+    so.worker = 1;
+    so.mailbox_capacity = SMALL;
+    tr_actor_id hid;
+    cr_assert_eq(tr_spawn(f.rt, &handler_actor, NULL, &so, &hid), 0);
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.listen = "127.0.0.1:0";
+    cfg.codec = f.codec;
+    cfg.handler_actor = hid;
+    cfg.accept_mode = TR_ACCEPT_SINGLE; /* the connection lives on worker 0 */
+    f.srv = tr_test_server(f.rt, &cfg, f.addr, sizeof(f.addr));
+
+    int fd = tr_test_sock_new(f.addr, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(tr_test_sock_connect_fd(fd, f.addr, 5000), 0);
+    cr_assert(tr_test_wait_ge(&opened, 1, 5000));
+    cr_assert_eq(tr_send_copy(hid, MSG_HOLD, NULL, 0), 0);
+    cr_assert(tr_test_wait_ge(&holding, 1, 5000));
+    char line[LINE + 1];
+    for (size_t i = 0; i < 2 * SMALL; i++) {
+        make_line(line, i);
+        cr_assert_eq(tr_test_sock_send(fd, line, LINE), 0);
+    }
+    /* SMALL frames fill the mailbox; the rest wait in the connection. */
+    cr_assert(TR_TEST_WAIT_STAT_EQ(f.srv, frames_in, SMALL, 5000), "frames_in %llu",
+              (unsigned long long)tr_test_stats(f.srv).frames_in);
+    tr_conn_id cid = {tr_test_load(&conn_id)};
+    cr_assert_eq(tr_conn_abort_id(cid), 0);
+    cr_assert(tr_test_wait_open(f.srv, 0, 5000));
+    open_gate();
+    cr_assert(tr_test_wait_ge(&closed_seen, 1, 5000), "TR_MSG_CONN_CLOSED was lost");
+    cr_assert_eq(tr_test_load(&frames_seen), SMALL, "CLOSED came after the queued frames");
+    close(fd);
+    cr_assert_eq(tr_kill(hid, 0), 0);
+    finish(&f);
+    tr_test_leak_check();
+}
