@@ -121,9 +121,15 @@ stop_server() {
     server_pid=
 }
 
-# Machine-wide CPU ticks: "busy total" summed over all CPUs (/proc/stat).
+# Machine-wide CPU ticks summed over all CPUs (/proc/stat): "busy total".
 machine_ticks() {
     awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# Nanoseconds the process's threads have waited on a run queue (schedstat
+# field 2): time the server could have run but something else had its CPU.
+runq_wait_ns() {
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $2 } END { printf "%.0f", s }'
 }
 
 # wait_quiet: waits up to QUIET_WAIT seconds for a second under 15% busy.
@@ -161,24 +167,27 @@ ratio() {
     awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'
 }
 
-# run_echo ref|troupe SIZE CONNS: one load run; sets out_rps, out_p99 (us),
-# out_cpu (server CPU us per request, warm-up included), out_lc (loader
-# CPU %) and out_other (% of the whole machine used by anything but server
-# and loader: other people's jobs on a shared VM, plus softirq time the
-# kernel charges to no process). Runs in this shell (not $(...)) so errors
-# and server_pid stick.
+# run_echo ref|troupe SIZE CONNS ROUND: one load run; sets out_rps, out_p99 (us),
+# out_cpu (server CPU us per request, warm-up included; user + system time
+# charged to the process, so not all of the softirq time of the TCP receive
+# path, which is the same for both servers), out_lc (loader CPU %), out_sw
+# and out_lw (% of the run the server / the loader spent runnable but
+# waiting for its CPU: other people's jobs on a shared VM; ~0 when quiet).
+# Runs in this shell (not $(...)) so errors and server_pid stick.
 run_echo() {
-    local which=$1 size=$2 conns=$3
-    local log=$tmp/$which-$size-$conns-server.log out=$tmp/$which-$size-$conns-load.out
+    local which=$1 size=$2 conns=$3 round=$4
+    local log=$tmp/$which-$size-$conns-r$round-server.log out=$tmp/$which-$size-$conns-r$round-load.out
     start_server "$which" "$log"
-    local t0 t1 m0 m1 rc=0
-    m0=$(machine_ticks)
+    local t0 t1 w0 w1 ns0 ns1 rc=0
+    ns0=$(date +%s%N)
+    w0=$(runq_wait_ns "$server_pid")
     t0=$(cpu_ticks "$server_pid")
     taskset -c "$LOAD_CPU" "$LOAD" echo --connect "$server_addr" -c "$conns" -s "$size" -p 1 \
         -d "$DURATION" --warmup "$WARMUP" --codec "$CODEC" --threads "$LOAD_THREADS" \
         >"$out" 2>&1 || rc=$?
     t1=$(cpu_ticks "$server_pid")
-    m1=$(machine_ticks)
+    w1=$(runq_wait_ns "$server_pid")
+    ns1=$(date +%s%N)
     stop_server
     local res
     res=$(grep '^RESULT' "$out" | tail -n 1 || true)
@@ -194,11 +203,9 @@ run_echo() {
     out_lc=$(field loader_cpu_pct "$res")
     out_cpu=$(awk -v ticks=$((t1 - t0)) -v hz="$clk_tck" -v n="${total:-0}" \
         'BEGIN { printf "%.2f", (n > 0 ? ticks / hz / n * 1e6 : 0) }')
-    out_other=$(awk -v m0="$m0" -v m1="$m1" -v srv=$((t1 - t0)) -v hz="$clk_tck" \
-        -v lcs="$(field loader_cpu_s "$res")" 'BEGIN {
-            split(m0, a, " "); split(m1, b, " "); busy = b[1] - a[1]; total = b[2] - a[2]
-            other = busy - srv - (lcs + 0) * hz
-            printf "%.0f", (total > 0 && other > 0 ? 100 * other / total : 0) }')
+    out_sw=$(awk -v w=$((w1 - w0)) -v t=$((ns1 - ns0)) 'BEGIN { printf "%.1f", (t > 0 ? 100 * w / t : 0) }')
+    out_lw=$(field loader_wait_pct "$res")
+    out_lw=${out_lw:-0}
     out_rps=${out_rps:-0} out_p99=${out_p99:-0} out_lc=${out_lc:-0}
 }
 
@@ -242,7 +249,7 @@ run_hold() {
 echo "run-echo: server '${SERVER_CMD[*]}' vs ref-echo; codec $CODEC, ${DURATION}s (+${WARMUP}s warm-up)" \
     "x $ROUNDS rounds, servers on CPU $SERVER_CPU, load on CPU $LOAD_CPU; logs in $tmp"
 summary="RESULT bench=echo codec=$CODEC rounds=$ROUNDS duration_s=$DURATION"
-max_other=0
+max_wait=0
 for sc in $SCENARIOS; do
     size=${sc%%:*}
     conns=${sc##*:}
@@ -251,10 +258,11 @@ for sc in $SCENARIOS; do
     for ((r = 1; r <= ROUNDS; r++)); do
         wait_quiet
         for which in ref troupe; do
-            run_echo "$which" "$size" "$conns"
+            run_echo "$which" "$size" "$conns" "$r"
             rps=$out_rps p99=$out_p99 cpu=$out_cpu lc=$out_lc
-            echo "  round $r $which ${size}B x $conns: req/s $rps p99 ${p99}us server ${cpu}us CPU/req loader ${lc}% CPU, others ${out_other}% of the machine"
-            ((out_other > max_other)) && max_other=$out_other
+            echo "  round $r $which ${size}B x $conns: req/s $rps p99 ${p99}us server ${cpu}us CPU/req loader ${lc}% CPU; waited for a CPU: server ${out_sw}% loader ${out_lw}%"
+            max_wait=$(awk -v a="$max_wait" -v b="$out_sw" -v c="$out_lw" 'BEGIN {
+                m = a; if (b > m) m = b; if (c > m) m = c; print m }')
             if [[ $which == ref ]]; then
                 ref_rps+=("$rps") ref_p99+=("$p99") ref_cpu+=("$cpu")
             else
@@ -288,9 +296,9 @@ if [[ $SKIP_HOLD != 1 ]]; then
         "$HOLD_CONNS" "$ref_bpc" "$ref_a" "$ref_b" "$tr_bpc" "$tr_a" "$tr_b"
     summary+=" hold_conns=$HOLD_CONNS hold_ref_bytes_per_conn=$ref_bpc hold_troupe_bytes_per_conn=$tr_bpc"
 fi
-if ((max_other > 10)); then
-    echo "run-echo.sh: warning: other processes used up to ${max_other}% of the machine during a run;" \
-        "these numbers are disturbed (rerun when the machine is quiet)" >&2
+if awk -v m="$max_wait" 'BEGIN { exit !(m > 5) }'; then
+    echo "run-echo.sh: warning: a server or the loader waited for its CPU up to ${max_wait}% of a run" \
+        "(other jobs on the machine); these numbers are disturbed: rerun when it is quiet" >&2
 fi
-echo "$summary max_other_pct=$max_other errors=$errors"
+echo "$summary max_cpu_wait_pct=$max_wait errors=$errors"
 [[ $errors -eq 0 ]]
