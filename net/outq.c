@@ -1,11 +1,13 @@
 #include "outq.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "troupe/error.h"
 
 #define BLOCK_MIN 4096
+#define CACHE_MAX 32
 
 struct tr__seg {
     tr__seg *next;
@@ -18,6 +20,68 @@ struct tr__seg {
     unsigned char trl[TR_CODEC_MAX_TRAILER];
     unsigned char data[]; /* block bytes */
 };
+
+/* A per-thread cache of standard blocks. An echo reply would otherwise
+ * malloc and free a block per request, and glibc then trims the worker's
+ * heap arena with madvise almost every time (a syscall per request). The
+ * cache is per thread, so it needs no lock; a thread's blocks are freed
+ * when it exits. */
+typedef struct block_cache {
+    tr__seg *free;
+    unsigned n;
+} block_cache;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static _Thread_local block_cache *cache;
+
+static void cache_destroy(void *p)
+{
+    block_cache *bc = p;
+    while (bc->free != NULL) {
+        tr__seg *s = bc->free;
+        bc->free = s->next;
+        free(s);
+    }
+    free(bc);
+}
+
+static void cache_key_init(void)
+{
+    pthread_key_create(&cache_key, cache_destroy);
+}
+
+static tr__seg *block_get(void)
+{
+    if (cache != NULL && cache->free != NULL) {
+        tr__seg *s = cache->free;
+        cache->free = s->next;
+        cache->n--;
+        return s;
+    }
+    return malloc(sizeof(tr__seg) + BLOCK_MIN);
+}
+
+static void block_put(tr__seg *s)
+{
+    if (cache == NULL) {
+        pthread_once(&cache_once, cache_key_init);
+        cache = calloc(1, sizeof(*cache));
+        if (cache == NULL || pthread_setspecific(cache_key, cache) != 0) {
+            free(cache);
+            cache = NULL;
+            free(s);
+            return;
+        }
+    }
+    if (cache->n == CACHE_MAX) {
+        free(s);
+        return;
+    }
+    s->next = cache->free;
+    cache->free = s;
+    cache->n++;
+}
 
 static void link_seg(tr__outq *q, tr__seg *s)
 {
@@ -38,7 +102,7 @@ int tr__outq_append(tr__outq *q, const unsigned char *hdr, size_t hlen, const vo
     tr__seg *t = q->tail;
     if (t == NULL || t->buf != NULL || q->whole_frames || t->cap - t->len < need) {
         size_t cap = need > BLOCK_MIN || q->whole_frames ? need : BLOCK_MIN;
-        t = malloc(sizeof(*t) + cap);
+        t = cap == BLOCK_MIN ? block_get() : malloc(sizeof(*t) + cap);
         if (t == NULL) {
             return TR_ENOMEM;
         }
@@ -114,6 +178,10 @@ int tr__outq_iov(const tr__outq *q, struct iovec *iov, int max)
 
 static void free_seg(tr__seg *s)
 {
+    if (s->buf == NULL && s->cap == BLOCK_MIN) {
+        block_put(s);
+        return;
+    }
     tr_buf_release(s->buf);
     free(s);
 }
