@@ -7,7 +7,8 @@
 #include "troupe/error.h"
 
 #define BLOCK_MIN 4096
-#define CACHE_MAX 32
+#define CLASSES 5        /* cached block sizes: 4, 8, 16, 32, 64 KiB */
+#define CACHE_MAX 16     /* per size class and thread */
 
 struct tr__seg {
     tr__seg *next;
@@ -21,14 +22,14 @@ struct tr__seg {
     unsigned char data[]; /* block bytes */
 };
 
-/* A per-thread cache of standard blocks. An echo reply would otherwise
- * malloc and free a block per request, and glibc then trims the worker's
- * heap arena with madvise almost every time (a syscall per request). The
- * cache is per thread, so it needs no lock; a thread's blocks are freed
- * when it exits. */
+/* A per-thread cache of blocks in power-of-two sizes from 4 to 64 KiB. An
+ * echo reply would otherwise malloc and free a block per request, and glibc
+ * then trims the worker's heap arena with madvise almost every time (a
+ * syscall per request). The cache is per thread, so it needs no lock; a
+ * thread's blocks are freed when it exits. */
 typedef struct block_cache {
-    tr__seg *free;
-    unsigned n;
+    tr__seg *free[CLASSES];
+    unsigned n[CLASSES];
 } block_cache;
 
 static pthread_key_t cache_key;
@@ -38,10 +39,12 @@ static _Thread_local block_cache *cache;
 static void cache_destroy(void *p)
 {
     block_cache *bc = p;
-    while (bc->free != NULL) {
-        tr__seg *s = bc->free;
-        bc->free = s->next;
-        free(s);
+    for (int c = 0; c < CLASSES; c++) {
+        while (bc->free[c] != NULL) {
+            tr__seg *s = bc->free[c];
+            bc->free[c] = s->next;
+            free(s);
+        }
     }
     free(bc);
 }
@@ -51,18 +54,30 @@ static void cache_key_init(void)
     pthread_key_create(&cache_key, cache_destroy);
 }
 
-static tr__seg *block_get(void)
+/* The size class holding `need` bytes, or -1 past the largest. */
+static int size_class(size_t need)
 {
-    if (cache != NULL && cache->free != NULL) {
-        tr__seg *s = cache->free;
-        cache->free = s->next;
-        cache->n--;
-        return s;
+    size_t cap = BLOCK_MIN;
+    for (int c = 0; c < CLASSES; c++, cap *= 2) {
+        if (need <= cap) {
+            return c;
+        }
     }
-    return malloc(sizeof(tr__seg) + BLOCK_MIN);
+    return -1;
 }
 
-static void block_put(tr__seg *s)
+static tr__seg *block_get(int c)
+{
+    if (cache != NULL && cache->free[c] != NULL) {
+        tr__seg *s = cache->free[c];
+        cache->free[c] = s->next;
+        cache->n[c]--;
+        return s;
+    }
+    return malloc(sizeof(tr__seg) + ((size_t)BLOCK_MIN << c));
+}
+
+static void block_put(tr__seg *s, int c)
 {
     if (cache == NULL) {
         pthread_once(&cache_once, cache_key_init);
@@ -74,13 +89,13 @@ static void block_put(tr__seg *s)
             return;
         }
     }
-    if (cache->n == CACHE_MAX) {
+    if (cache->n[c] == CACHE_MAX) {
         free(s);
         return;
     }
-    s->next = cache->free;
-    cache->free = s;
-    cache->n++;
+    s->next = cache->free[c];
+    cache->free[c] = s;
+    cache->n[c]++;
 }
 
 static void link_seg(tr__outq *q, tr__seg *s)
@@ -101,8 +116,9 @@ int tr__outq_append(tr__outq *q, const unsigned char *hdr, size_t hlen, const vo
     size_t need = hlen + len + tlen;
     tr__seg *t = q->tail;
     if (t == NULL || t->buf != NULL || q->whole_frames || t->cap - t->len < need) {
-        size_t cap = need > BLOCK_MIN || q->whole_frames ? need : BLOCK_MIN;
-        t = cap == BLOCK_MIN ? block_get() : malloc(sizeof(*t) + cap);
+        int c = size_class(q->whole_frames ? need : (need > BLOCK_MIN ? need : BLOCK_MIN));
+        size_t cap = c >= 0 ? (size_t)BLOCK_MIN << c : need;
+        t = c >= 0 ? block_get(c) : malloc(sizeof(*t) + cap);
         if (t == NULL) {
             return TR_ENOMEM;
         }
@@ -178,8 +194,9 @@ int tr__outq_iov(const tr__outq *q, struct iovec *iov, int max)
 
 static void free_seg(tr__seg *s)
 {
-    if (s->buf == NULL && s->cap == BLOCK_MIN) {
-        block_put(s);
+    int c = s->buf == NULL ? size_class(s->cap) : -1;
+    if (c >= 0 && s->cap == (size_t)BLOCK_MIN << c) {
+        block_put(s, c);
         return;
     }
     tr_buf_release(s->buf);
