@@ -91,7 +91,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "troupe-echo: codec %s: %s\n", codec_name, tr_strerror(err));
         return 2;
     }
-    /* Block the signals in every thread; main waits for them below. */
+    /* Block the signals in every thread; main waits for them below. A shell
+     * starts background jobs with SIGINT ignored: restore the default first,
+     * or sigwait would never see it. */
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
