@@ -13,8 +13,9 @@
  * Bytes out: writes append to the send queue and put the connection on its
  * worker's flush list; the list is written out with one writev per
  * connection after the loop's I/O callbacks (an ev_check at the lowest
- * priority) and before the loop next polls (an ev_prepare), so an echo
- * reply leaves in the same iteration and fan-out gathers. The write
+ * priority) and before the loop next polls (an ev_prepare), so fan-out
+ * gathers; a connection's own reply to a read is written at the end of
+ * that read callback (conn_read.c says why). The write
  * watcher runs only while the kernel refuses bytes.
  * Backpressure: over the high watermark, or while a handler actor's bounded
  * mailbox is full, the read watcher stops (the kernel window then slows the
