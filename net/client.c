@@ -212,20 +212,7 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
     }
     cl->cfg = *cfg;
     tr__conn_cfg *cc = &cl->ccfg;
-    cc->codec = cfg->codec;
-    cc->handler = cfg->handler;
-    cc->user = cfg->user;
-    memcpy(cc->policy, cfg->policy, sizeof(cc->policy));
-    cc->idle_timeout_ms = cfg->idle_timeout_ms;
-    cc->write_timeout_ms = cfg->write_timeout_ms;
-    cc->linger_ms = cfg->linger_ms;
-    cc->max_frame = cfg->max_frame_bytes;
-    cc->queue_limit = cfg->send_queue_bytes;
-    cc->high_wm = cfg->high_watermark;
-    cc->low_wm = cfg->low_watermark;
-    cc->overflow = cfg->send_overflow;
-    cc->nodelay = cfg->nodelay;
-    cc->keepalive = cfg->keepalive;
+    TR__CONN_CFG_COPY(cc, cfg);
     cc->on_gone = on_gone;
     cc->on_free = on_free;
     cc->connect_done = connect_done;

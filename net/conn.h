@@ -80,6 +80,26 @@ typedef struct tr__conn_cfg {
     const struct tr__transport *tp;
 } tr__conn_cfg;
 
+/* Fills the settings a tr_server_config and a tr_client_config share (the
+ * same field names in both) into a tr__conn_cfg. */
+#define TR__CONN_CFG_COPY(cc, cfg)                                                                 \
+    do {                                                                                           \
+        (cc)->codec = (cfg)->codec;                                                                \
+        (cc)->handler = (cfg)->handler;                                                            \
+        (cc)->user = (cfg)->user;                                                                  \
+        memcpy((cc)->policy, (cfg)->policy, sizeof((cc)->policy));                                 \
+        (cc)->idle_timeout_ms = (cfg)->idle_timeout_ms;                                            \
+        (cc)->write_timeout_ms = (cfg)->write_timeout_ms;                                          \
+        (cc)->linger_ms = (cfg)->linger_ms;                                                        \
+        (cc)->max_frame = (cfg)->max_frame_bytes;                                                  \
+        (cc)->queue_limit = (cfg)->send_queue_bytes;                                               \
+        (cc)->high_wm = (cfg)->high_watermark;                                                     \
+        (cc)->low_wm = (cfg)->low_watermark;                                                       \
+        (cc)->overflow = (cfg)->send_overflow;                                                     \
+        (cc)->nodelay = (cfg)->nodelay;                                                            \
+        (cc)->keepalive = (cfg)->keepalive;                                                        \
+    } while (0)
+
 typedef struct tr__transport {
     ssize_t (*read)(tr_conn *c, void *buf, size_t len); /* >0, 0 = EOF, -errno */
     ssize_t (*writev)(tr_conn *c, const struct iovec *iov, int n);

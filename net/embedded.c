@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
+#include "conn_impl.h"
 
 struct tr_embedded {
     tr__conn_cfg ccfg;
@@ -89,15 +89,9 @@ tr_embedded *tr_embedded_new(const tr_server_config *cfg, int *err)
         return NULL;
     }
     tr__conn_cfg *cc = &e->ccfg;
-    cc->codec = cfg->codec;
-    cc->handler = cfg->handler;
-    cc->user = cfg->user;
-    memcpy(cc->policy, cfg->policy, sizeof(cc->policy));
-    cc->max_frame = cfg->max_frame_bytes;
-    cc->queue_limit = cfg->send_queue_bytes;
-    cc->high_wm = cfg->high_watermark;
-    cc->low_wm = cfg->low_watermark;
-    cc->overflow = cfg->send_overflow;
+    /* Timeouts and socket options are copied but never act here: an
+     * embedded connection has no loop (conn.c skips timers when nw is NULL). */
+    TR__CONN_CFG_COPY(cc, cfg);
     cc->on_gone = emb_gone;
     cc->tp = &emb_transport;
     int rc = tr__conn_cfg_check(cc);
@@ -118,11 +112,11 @@ tr_embedded *tr_embedded_new(const tr_server_config *cfg, int *err)
 
 void tr_embedded_flush(tr_embedded *e)
 {
-    /* Bit 0 of flags is conn.c's "dirty" mark (with no worker list, the
-     * mark is all there is). Flushing may mark again (a close that shuts
-     * the write side), so loop until it stays clear. */
-    while (e->conn.flags & 1u) {
-        e->conn.flags &= ~1u;
+    /* With no worker flush list, F_DIRTY is all there is. Flushing may mark
+     * again (a close that shuts the write side), so loop until it stays
+     * clear. */
+    while (e->conn.flags & F_DIRTY) {
+        e->conn.flags &= ~F_DIRTY;
         tr__conn_flush(&e->conn);
     }
 }
