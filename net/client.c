@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -14,6 +15,7 @@
 
 #include "troupe/log.h"
 #include "../runtime/actor.h"
+#include "../runtime/util.h"
 #include "addr.h"
 #include "conn.h"
 #include "netw.h"
@@ -21,7 +23,7 @@
 #define KEEPALIVE_IDLE_S 300
 
 typedef struct client {
-    tr__conn_cfg ccfg;
+    tr__conn_cfg *ccfg;   /* counted: the connection keeps it past this record */
     tr_client_config cfg;
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -57,6 +59,24 @@ static void report_dial(client *cl, int err)
 }
 
 /* Schedules the next dial, or gives up. Returns false when giving up. */
+/* A per-thread xorshift generator seeded from the kernel: every process
+ * (and thread) draws a different jitter, unlike an unseeded rand(), which
+ * makes every process back off in lockstep. */
+static uint64_t jitter_random(void)
+{
+    static _Thread_local uint64_t state;
+    if (state == 0) {
+        if (getrandom(&state, sizeof(state), GRND_NONBLOCK) != (ssize_t)sizeof(state)) {
+            state = tr__now_ns() ^ (uint64_t)(uintptr_t)&state;
+        }
+        state |= 1;
+    }
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
 static bool schedule_redial(client *cl)
 {
     if (!cl->cfg.reconnect || (cl->cfg.max_attempts && cl->attempts >= cl->cfg.max_attempts)) {
@@ -72,7 +92,7 @@ static bool schedule_redial(client *cl)
     /* Full jitter over the upper half: many clients that lost the same
      * server do not come back in lockstep. */
     uint64_t half = delay / 2;
-    delay = half + (half ? (uint64_t)rand() % (half + 1) : 0);
+    delay = half + (half ? jitter_random() % (half + 1) : 0);
     struct ev_loop *loop = cl->c->nw->loop;
     ev_timer_stop(loop, &cl->timer);
     ev_timer_set(&cl->timer, delay / 1000.0, 0);
@@ -143,7 +163,7 @@ static int dial(tr_conn *c)
         dial_failed(cl, -errno);
         return 0;
     }
-    tr__sock_tune(fd, &cl->ccfg, KEEPALIVE_IDLE_S);
+    tr__sock_tune(fd, cl->ccfg, KEEPALIVE_IDLE_S);
     if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.user) < 0) {
         c->fd = fd;
         dial_failed(cl, TR_EINVAL);
@@ -198,6 +218,7 @@ static void on_free(tr_conn *c)
         close(c->fd);
         c->fd = -1;
     }
+    tr__conn_cfg_release(cl->ccfg); /* the connection holds its own reference */
     free(cl);
 }
 
@@ -211,7 +232,11 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
         return TR_ENOMEM;
     }
     cl->cfg = *cfg;
-    tr__conn_cfg *cc = &cl->ccfg;
+    tr__conn_cfg *cc = cl->ccfg = tr__conn_cfg_new();
+    if (cc == NULL) {
+        free(cl);
+        return TR_ENOMEM;
+    }
     TR__CONN_CFG_COPY(cc, cfg);
     cc->on_gone = on_gone;
     cc->on_free = on_free;
@@ -226,6 +251,7 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
         rc = tr__addr_parse(cfg->connect, &cl->addr, &cl->addr_len);
     }
     if (rc < 0) {
+        tr__conn_cfg_release(cc);
         free(cl);
         return rc;
     }
@@ -234,6 +260,7 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
     arg.peer_len = cl->addr_len;
     rc = tr__conn_spawn(rt, -1, &arg, out);
     if (rc < 0) {
+        tr__conn_cfg_release(cc);
         free(cl);
     }
     return rc;

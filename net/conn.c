@@ -51,7 +51,7 @@ void tr__conn_mark_dirty(tr_conn *c)
 
 void tr__conn_unreserve(tr_conn *c, size_t n)
 {
-    tr__faa64(&c->queued, (uint64_t)0 - n);
+    tr__faa_sc_64(&c->queued, (uint64_t)0 - n);
 }
 
 tr__conn_ctx tr__conn_enter(tr_conn *c)
@@ -231,7 +231,7 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
     tr__conn_ctx x = tr__conn_enter(c);
     c->flags |= F_CLOSED | F_CLOSING;
     c->close_reason = reason;
-    tr__store32(&c->closing, 1);
+    tr__store_rel_32(&c->closing, 1);
     if (c->nw != NULL) {
         ev_io_stop(c->nw->loop, &c->rio);
         ev_io_stop(c->nw->loop, &c->wio);
@@ -303,7 +303,7 @@ int tr_conn_abort(tr_conn *c)
         return TR_ECLOSED;
     }
     c->flags |= F_ABORT_REQ | F_CLOSING | F_USER_CLOSE;
-    tr__store32(&c->closing, 1);
+    tr__store_rel_32(&c->closing, 1);
     tr__conn_mark_dirty(c);
     return 0;
 }
@@ -314,7 +314,7 @@ int tr_conn_shutdown_write(tr_conn *c)
         return TR_ECLOSED;
     }
     c->flags |= F_SHUT_REQ;
-    tr__store32(&c->closing, 1); /* sends from now on are refused */
+    tr__store_rel_32(&c->closing, 1); /* sends from now on are refused */
     tr__conn_mark_dirty(c);
     return 0;
 }
@@ -385,7 +385,7 @@ void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, tr__ne
     /* Last, and published: a foreign sender (send_any) that sees cfg also
      * sees st and the rest set before it; before it, the actor has not
      * started (a client's id is handed out at once). */
-    __atomic_store_n(&c->cfg, cfg, __ATOMIC_RELEASE);
+    tr__store_rel_ptr((void **)&c->cfg, (void *)cfg);
 }
 
 void tr__conn_open(tr_conn *c)
@@ -457,13 +457,13 @@ static int conn_init(tr_actor *self, void *arg)
         a.dial(c);
         return 0;
     }
-    if (a.force_flag != NULL && tr__load32((uint32_t *)a.force_flag)) {
+    if (a.force_flag != NULL && tr__load_acq_32((uint32_t *)a.force_flag)) {
         c->flags |= F_CONNECTED;
         tr__conn_finish_close(c, TR_ETIMEDOUT, true);
         return 0;
     }
     tr__conn_open(c);
-    if (a.drain_flag != NULL && tr__load32((uint32_t *)a.drain_flag)) {
+    if (a.drain_flag != NULL && tr__load_acq_32((uint32_t *)a.drain_flag)) {
         tr__conn_ctx x = tr__conn_enter(c);
         tr__conn_drain(c);
         tr__conn_leave(x);
@@ -548,7 +548,7 @@ void tr__conn_reset(tr_conn *c)
     c->close_reason = 0;
     memset(&c->cst, 0, sizeof(c->cst));
     /* queued keeps the reservations of sends still in the mailbox. */
-    tr__store32(&c->closing, 0);
+    tr__store_rel_32(&c->closing, 0);
 }
 
 bool tr__conn_was_opened(const tr_conn *c)
@@ -566,6 +566,43 @@ bool tr__conn_closed_by_user(const tr_conn *c)
     return (c->flags & F_USER_CLOSE) != 0;
 }
 
+/* The actor record is being freed: no pin holder is left to read the
+ * settings (conn_init took over the spawner's reference). */
+static void conn_reclaim(void *extra)
+{
+    tr_conn *c = extra;
+    if (c->cfg != NULL) {
+        tr__conn_cfg_release(c->cfg);
+    }
+}
+
+tr__conn_cfg *tr__conn_cfg_new(void)
+{
+    tr__conn_cfg *cfg = calloc(1, sizeof(*cfg));
+    if (cfg != NULL) {
+        cfg->refs = 1;
+    }
+    return cfg;
+}
+
+void tr__conn_cfg_retain(const tr__conn_cfg *cfg)
+{
+    if (cfg->refs != 0) {
+        tr__faa_sc_32((uint32_t *)&cfg->refs, 1);
+    }
+}
+
+void tr__conn_cfg_release(const tr__conn_cfg *cfg)
+{
+    if (cfg == NULL || cfg->refs == 0) {
+        return;
+    }
+    if (tr__faa_sc_32((uint32_t *)&cfg->refs, UINT32_MAX) == 1) {
+        free(cfg->owned);
+        free((tr__conn_cfg *)cfg);
+    }
+}
+
 static const tr_behavior conn_behavior = {
     .name = "conn", .init = conn_init, .receive = conn_receive, .terminate = conn_terminate};
 
@@ -579,10 +616,15 @@ int tr__conn_spawn(tr_runtime *rt, int worker, const tr__conn_arg *arg, tr_conn_
     tr_spawn_opts opts;
     tr_spawn_opts_defaults(&opts);
     opts.worker = worker;
-    tr__spawn_ex ex = {.supervised = false, .extra_size = sizeof(tr_conn)};
+    tr__spawn_ex ex = {
+        .supervised = false, .extra_size = sizeof(tr_conn), .on_reclaim = conn_reclaim};
+    /* The connection's own reference to the settings: conn_init hands it
+     * to the connection, which drops it at reclaim. */
+    tr__conn_cfg_retain(arg->cfg);
     tr_actor_id id;
     int rc = tr__spawn(rt, &conn_behavior, copy, &opts, &ex, &id);
     if (rc < 0) {
+        tr__conn_cfg_release(arg->cfg);
         free(copy);
         return rc;
     }
@@ -618,8 +660,8 @@ void tr_conn_stats_get(const tr_conn *c, tr_conn_stats *out)
     out->bytes_out = c->cs.bytes_out;
     out->frames_in = c->cs.frames_in;
     out->frames_out = c->cs.frames_out;
-    out->sends_refused = __atomic_load_n(&c->cs.sends_refused, __ATOMIC_RELAXED);
-    out->queued_bytes = tr__load64((uint64_t *)&c->queued);
+    out->sends_refused = tr__load_rlx_64(&c->cs.sends_refused);
+    out->queued_bytes = tr__load_acq_64((uint64_t *)&c->queued);
 }
 
 int tr_conn_peer(const tr_conn *c, char *buf, size_t len)

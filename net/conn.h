@@ -33,6 +33,7 @@
 #include "troupe/codec.h"
 #include "troupe/conn.h"
 #include "troupe/server.h"
+#include "../runtime/atomic.h"
 #include "outq.h"
 
 struct tr__netw;
@@ -47,14 +48,22 @@ typedef struct tr__netstats {
 #define TR__STAT_ADD(st, field, n)                                                                 \
     do {                                                                                           \
         if ((st) != NULL) {                                                                        \
-            __atomic_store_n(&(st)->s.field,                                                       \
-                             __atomic_load_n(&(st)->s.field, __ATOMIC_RELAXED) + (n),              \
-                             __ATOMIC_RELAXED);                                                    \
+            tr__stat_add_64((uint64_t *)&(st)->s.field, (n));                                      \
         }                                                                                          \
     } while (0)
 
-/* Settings shared by the connections of one server or client. */
+/* Settings shared by the connections of one server or client.
+ *
+ * Reference counted: the server or client record holds one reference and
+ * every connection actor one more, dropped only when the actor record is
+ * reclaimed (after the last pin), since a sender on any thread holding a
+ * pin reads them (send_any) however late. The block in `owned` (a
+ * server's per-worker counters, which connections also update) goes with
+ * the last reference. refs == 0 marks settings that are not counted (an
+ * embedded connection's own). */
 typedef struct tr__conn_cfg {
+    uint32_t refs;          /* atomics */
+    void *owned;
     const tr_codec *codec;
     const tr_handler *handler;
     tr_actor_id handler_actor;
@@ -205,6 +214,13 @@ bool tr__conn_closed_by_user(const tr_conn *c);
 
 /* Applies socket options of cfg to an fd (nodelay, keepalive). */
 void tr__sock_tune(int fd, const tr__conn_cfg *cfg, int keepalive_idle_s);
+
+/* A counted settings block with one reference, zeroed; NULL when out of
+ * memory. Any thread. */
+tr__conn_cfg *tr__conn_cfg_new(void);
+void tr__conn_cfg_retain(const tr__conn_cfg *cfg);
+/* Drops a reference; the last frees the block and cfg->owned. */
+void tr__conn_cfg_release(const tr__conn_cfg *cfg);
 
 /* Checks a send config. Returns 0 or TR_E*. */
 int tr__conn_cfg_check(const tr__conn_cfg *cfg);

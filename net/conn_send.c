@@ -43,12 +43,12 @@ static int send_any(tr_conn_id id, const void *data, size_t len, tr_buf *b)
     /* NULL until the actor's init ran (a client's id is handed out at
      * once): nothing to size the frame with yet, so the connection reserves
      * the room itself when it takes the message (reason -1). */
-    const tr__conn_cfg *cfg = __atomic_load_n(&c->cfg, __ATOMIC_ACQUIRE);
+    const tr__conn_cfg *cfg = tr__load_acq_ptr((void **)&c->cfg);
     rc = cfg != NULL ? tr__conn_encode(c, len, hdr, &hl, trl, &tl) : 0;
     size_t n = cfg != NULL ? hl + len + tl : 0;
     if (rc == 0 && cfg != NULL) {
         rc = tr__conn_reserve(c, n);
-        if (rc == TR_EBUFFULL && c->cfg->overflow == TR_OVERFLOW_EXIT) {
+        if (rc == TR_EBUFFULL && cfg->overflow == TR_OVERFLOW_EXIT) {
             tr_msg *om = tr_msg_new(TR__MSG_CONN_OVERFLOW, NULL, 0);
             if (om != NULL) {
                 tr__send(tr_self(a), om, false);
@@ -147,7 +147,7 @@ bool tr_conn_id_is_closed(tr_conn_id id)
     if (c == NULL) {
         return true;
     }
-    bool closed = tr__load32(&c->closing) != 0;
+    bool closed = tr__load_acq_32(&c->closing) != 0;
     tr__actor_unpin(slot, a);
     return closed;
 }

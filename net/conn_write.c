@@ -32,7 +32,7 @@ static void set_writing(tr_conn *c, bool on)
 
 static void check_low_watermark(tr_conn *c)
 {
-    if (!(c->flags & F_UNWRITABLE) || tr__load64(&c->queued) > c->cfg->low_wm) {
+    if (!(c->flags & F_UNWRITABLE) || tr__load_acq_64(&c->queued) > c->cfg->low_wm) {
         return;
     }
     c->flags &= ~F_UNWRITABLE;
@@ -138,11 +138,11 @@ void tr__conn_on_writable(struct ev_loop *loop, ev_io *w, int revents)
 /* Reserves n bytes of the send queue for a frame. */
 int tr__conn_reserve(tr_conn *c, size_t n)
 {
-    if (tr__load32(&c->closing)) {
+    if (tr__load_acq_32(&c->closing)) {
         return TR_ECLOSED;
     }
     size_t limit = c->cfg->queue_limit;
-    uint64_t q = tr__faa64(&c->queued, n) + n;
+    uint64_t q = tr__faa_sc_64(&c->queued, n) + n;
     if (q <= limit) {
         return 0;
     }
@@ -151,9 +151,9 @@ int tr__conn_reserve(tr_conn *c, size_t n)
     }
     tr__conn_unreserve(c, n);
     /* Foreign senders count here too: atomic increments only. */
-    __atomic_fetch_add(&c->cs.sends_refused, 1, __ATOMIC_RELAXED);
+    tr__faa_rlx_64(&c->cs.sends_refused, 1);
     if (c->st != NULL) {
-        __atomic_fetch_add(&c->st->s.sends_refused, 1, __ATOMIC_RELAXED);
+        tr__faa_rlx_64(&c->st->s.sends_refused, 1);
     }
     return TR_EBUFFULL;
 }
@@ -180,7 +180,7 @@ static void after_append(tr_conn *c, size_t n)
         c->last_progress = tr__conn_now(c); /* the write clock starts now */
     }
     if (c->cfg->overflow == TR_OVERFLOW_DROP_OLDEST) {
-        uint64_t q = tr__load64(&c->queued);
+        uint64_t q = tr__load_acq_64(&c->queued);
         if (q > c->cfg->queue_limit) {
             size_t inflight = (size_t)(q - c->out.bytes);
             size_t keep = c->cfg->queue_limit > inflight ? c->cfg->queue_limit - inflight : 0;
@@ -188,7 +188,7 @@ static void after_append(tr_conn *c, size_t n)
             tr__conn_unreserve(c, dropped);
         }
     }
-    if (!(c->flags & F_UNWRITABLE) && tr__load64(&c->queued) > c->cfg->high_wm) {
+    if (!(c->flags & F_UNWRITABLE) && tr__load_acq_64(&c->queued) > c->cfg->high_wm) {
         c->flags |= F_UNWRITABLE;
         if (tr__conn_has_handler_actor(c)) {
             tr__conn_post_event(c, TR_MSG_CONN_UNWRITABLE, 0);

@@ -60,6 +60,7 @@ tr__netw *tr__netw_get(tr__worker *w)
     /* Neither watcher alone should keep the loop alive. */
     ev_unref(nw->loop);
     ev_unref(nw->loop);
+    tr__worker_loop_use(w, true); /* sockets: a busy worker must look at its loop */
     w->ext = nw;
     w->ext_free = netw_free;
     return nw;

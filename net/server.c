@@ -62,7 +62,7 @@ typedef struct ip_entry {
 struct tr_server {
     tr_runtime *rt;
     tr_server_config cfg;
-    tr__conn_cfg ccfg;
+    tr__conn_cfg *ccfg;    /* counted: connections keep it past the server */
     struct sockaddr_storage addr;
     socklen_t addr_len;
     struct sockaddr_storage bound;
@@ -181,9 +181,9 @@ static void on_gone(tr_conn *c)
     if (s->cfg.max_per_ip) {
         ip_count(s, &c->peer, -1);
     }
-    uint64_t left = tr__faa64(&s->open, (uint64_t)-1) - 1;
+    uint64_t left = tr__faa_sc_64(&s->open, (uint64_t)-1) - 1;
     if (s->cfg.max_connections && left < s->cfg.max_connections &&
-        tr__load32(&s->paused) && tr__cas32(&s->paused, 1, 0)) {
+        tr__load_acq_32(&s->paused) && tr__cas_sc_32(&s->paused, 1, 0)) {
         send_agents(s, AG_RESUME);
     }
 }
@@ -200,7 +200,7 @@ static void stop_listening(agent *ag, struct ev_loop *loop)
 
 static void start_listening(agent *ag, struct ev_loop *loop)
 {
-    if (!ag->listening && ag->lfd >= 0 && tr__load32(&ag->srv->state) == S_RUNNING) {
+    if (!ag->listening && ag->lfd >= 0 && tr__load_acq_32(&ag->srv->state) == S_RUNNING) {
         ev_io_start(loop, &ag->lio);
         ag->listening = true;
     }
@@ -210,27 +210,27 @@ static void admit(agent *ag, int fd, struct sockaddr_storage *peer, socklen_t pl
 {
     tr_server *s = ag->srv;
     tr__netstats *st = &s->stats[ag->idx];
-    if (s->cfg.max_connections && tr__faa64(&s->open, 1) >= s->cfg.max_connections) {
-        tr__faa64(&s->open, (uint64_t)-1);
+    if (s->cfg.max_connections && tr__faa_sc_64(&s->open, 1) >= s->cfg.max_connections) {
+        tr__faa_sc_64(&s->open, (uint64_t)-1);
         goto refuse;
     } else if (!s->cfg.max_connections) {
-        tr__faa64(&s->open, 1);
+        tr__faa_sc_64(&s->open, 1);
     }
     if (s->cfg.max_per_ip && !ip_count(s, peer, +1)) {
-        tr__faa64(&s->open, (uint64_t)-1);
+        tr__faa_sc_64(&s->open, (uint64_t)-1);
         goto refuse;
     }
-    tr__sock_tune(fd, &s->ccfg, 0);
+    tr__sock_tune(fd, s->ccfg, 0);
     if (s->cfg.on_socket != NULL && s->cfg.on_socket(fd, s->cfg.user) < 0) {
         goto refuse_counted;
     }
     unsigned w = ag->idx;
     if (s->cfg.accept_mode == TR_ACCEPT_SINGLE) {
-        w = tr__faa32(&s->rr, 1) % s->nagents;
+        w = tr__faa_sc_32(&s->rr, 1) % s->nagents;
     }
     tr__conn_arg arg = {
         .fd = fd,
-        .cfg = &s->ccfg,
+        .cfg = s->ccfg,
         .peer = *peer,
         .peer_len = plen,
         .owner = &s->agents[w],
@@ -249,7 +249,7 @@ refuse_counted:
     if (s->cfg.max_per_ip) {
         ip_count(s, peer, -1);
     }
-    tr__faa64(&s->open, (uint64_t)-1);
+    tr__faa_sc_64(&s->open, (uint64_t)-1);
 refuse:
     TR__STAT_ADD(st, refused, 1);
     close(fd);
@@ -262,11 +262,11 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     tr_server *s = ag->srv;
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         if (s->cfg.max_connections && s->cfg.admission == TR_ADMIT_PAUSE &&
-            tr__load64(&s->open) >= s->cfg.max_connections) {
+            tr__load_acq_64(&s->open) >= s->cfg.max_connections) {
             /* Pause: the backlog holds the rest until a connection closes. */
-            tr__store32(&s->paused, 1);
+            tr__store_rel_32(&s->paused, 1);
             stop_listening(ag, loop);
-            if (tr__load64(&s->open) < s->cfg.max_connections && tr__cas32(&s->paused, 1, 0)) {
+            if (tr__load_acq_64(&s->open) < s->cfg.max_connections && tr__cas_sc_32(&s->paused, 1, 0)) {
                 start_listening(ag, loop); /* one closed meanwhile */
                 continue;
             }
@@ -361,7 +361,7 @@ static void agent_receive(tr_actor *self, tr_msg *m)
     switch (m->type) {
     case AG_STOP_ACCEPT:
         close_listener(ag, loop);
-        tr__faa32(&ag->srv->acks, 1);
+        tr__faa_sc_32(&ag->srv->acks, 1);
         break;
     case AG_DRAIN:
         each_conn(ag, send_shutdown);
@@ -390,7 +390,7 @@ static void agent_terminate(tr_actor *self, int reason)
     (void)reason;
     agent *ag = tr_actor_state(self);
     close_listener(ag, tr_actor_loop(self));
-    tr__faa32(&ag->srv->agents_alive, (uint32_t)-1);
+    tr__faa_sc_32(&ag->srv->agents_alive, (uint32_t)-1);
 }
 
 static const tr_behavior agent_behavior = {
@@ -412,7 +412,10 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
     }
     s->rt = rt;
     s->cfg = *cfg;
-    tr__conn_cfg *cc = &s->ccfg;
+    tr__conn_cfg *cc = s->ccfg = tr__conn_cfg_new();
+    if (cc == NULL) {
+        goto fail_free;
+    }
     TR__CONN_CFG_COPY(cc, cfg);
     cc->handler_actor = cfg->handler_actor;
     cc->observer = cfg->observer;
@@ -437,6 +440,7 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
         goto fail_arrays;
     }
     memset(s->stats, 0, sizeof(tr__netstats) * s->nagents);
+    cc->owned = s->stats; /* connections count into it until they are gone */
     for (unsigned i = 0; i < s->nagents; i++) {
         s->agents[i].srv = s;
         s->agents[i].idx = i;
@@ -449,6 +453,10 @@ fail_arrays:
     free(s->agents);
     free(s->stats);
 fail_free:
+    if (s->ccfg != NULL) {
+        s->ccfg->owned = NULL;
+    }
+    tr__conn_cfg_release(s->ccfg);
     free(s);
 fail:
     *err = rc;
@@ -479,7 +487,7 @@ int tr_server_start(tr_server *s)
     if (tr__current_worker() != NULL) {
         return TR_EDEADLK;
     }
-    if (!tr_runtime_is_running(s->rt) || tr__load32(&s->state) != S_CREATED) {
+    if (!tr_runtime_is_running(s->rt) || tr__load_acq_32(&s->state) != S_CREATED) {
         return TR_ESTATE;
     }
     bool reuseport = s->cfg.accept_mode == TR_ACCEPT_REUSEPORT;
@@ -501,7 +509,7 @@ int tr_server_start(tr_server *s)
             sa = s->bound;
         }
     }
-    tr__store32(&s->state, S_RUNNING);
+    tr__store_rel_32(&s->state, S_RUNNING);
     for (i = 0; i < s->nagents; i++) {
         tr_spawn_opts opts;
         tr_spawn_opts_defaults(&opts);
@@ -510,7 +518,7 @@ int tr_server_start(tr_server *s)
         rc = tr_spawn(s->rt, &agent_behavior, &s->agents[i], &opts, &id);
         if (rc < 0) {
             /* Agents already spawned own their listeners; stop them. */
-            tr__store32(&s->state, S_STOPPED);
+            tr__store_rel_32(&s->state, S_STOPPED);
             for (unsigned j = i; j < nl; j++) {
                 close(s->agents[j].lfd);
                 s->agents[j].lfd = -1;
@@ -519,7 +527,7 @@ int tr_server_start(tr_server *s)
             return rc;
         }
         s->agents[i].id = id;
-        tr__faa32(&s->agents_alive, 1);
+        tr__faa_sc_32(&s->agents_alive, 1);
     }
     char addr[80];
     tr_server_address(s, addr, sizeof(addr));
@@ -536,7 +544,7 @@ fail:
 
 int tr_server_address(const tr_server *s, char *buf, size_t len)
 {
-    if (tr__load32((uint32_t *)&s->state) == S_CREATED) {
+    if (tr__load_acq_32((uint32_t *)&s->state) == S_CREATED) {
         return TR_ESTATE;
     }
     return tr__addr_format((const struct sockaddr *)&s->bound, buf, len);
@@ -544,7 +552,7 @@ int tr_server_address(const tr_server *s, char *buf, size_t len)
 
 int tr_server_port(const tr_server *s)
 {
-    if (tr__load32((uint32_t *)&s->state) == S_CREATED) {
+    if (tr__load_acq_32((uint32_t *)&s->state) == S_CREATED) {
         return TR_ESTATE;
     }
     if (s->bound.ss_family == AF_INET6) {
@@ -569,7 +577,7 @@ static void nap(void)
 /* Waits until *p == want (32-bit) or the deadline. */
 static bool wait_u32(uint32_t *p, uint32_t want, uint64_t deadline)
 {
-    while (tr__load32(p) != want) {
+    while (tr__load_acq_32(p) != want) {
         if (now_ms() >= deadline) {
             return false;
         }
@@ -580,7 +588,7 @@ static bool wait_u32(uint32_t *p, uint32_t want, uint64_t deadline)
 
 static bool wait_open_zero(tr_server *s, uint64_t deadline)
 {
-    while (tr__load64(&s->open) != 0) {
+    while (tr__load_acq_64(&s->open) != 0) {
         if (now_ms() >= deadline) {
             return false;
         }
@@ -591,9 +599,9 @@ static bool wait_open_zero(tr_server *s, uint64_t deadline)
 
 static void stop_accepting(tr_server *s, uint64_t deadline)
 {
-    tr__store32(&s->acks, 0);
+    tr__store_rel_32(&s->acks, 0);
     send_agents(s, AG_STOP_ACCEPT);
-    wait_u32(&s->acks, tr__load32(&s->agents_alive), deadline);
+    wait_u32(&s->acks, tr__load_acq_32(&s->agents_alive), deadline);
 }
 
 int tr_server_shutdown(tr_server *s, uint32_t timeout_ms)
@@ -601,25 +609,25 @@ int tr_server_shutdown(tr_server *s, uint32_t timeout_ms)
     if (tr__current_worker() != NULL) {
         return TR_EDEADLK;
     }
-    if (!tr__cas32(&s->state, S_RUNNING, S_DRAINING)) {
+    if (!tr__cas_sc_32(&s->state, S_RUNNING, S_DRAINING)) {
         return TR_ESTATE;
     }
     uint64_t deadline = now_ms() + timeout_ms;
     info(s, "event=server_draining open=%llu timeout_ms=%u",
-         (unsigned long long)tr__load64(&s->open), timeout_ms);
+         (unsigned long long)tr__load_acq_64(&s->open), timeout_ms);
     stop_accepting(s, deadline);
-    tr__store32(&s->draining, 1);
+    tr__store_rel_32(&s->draining, 1);
     send_agents(s, AG_DRAIN);
     int rc = 0;
     if (!wait_open_zero(s, deadline)) {
         rc = TR_ETIMEDOUT;
         info(s, "event=server_drain_timeout forcing=%llu",
-             (unsigned long long)tr__load64(&s->open));
-        tr__store32(&s->forcing, 1);
+             (unsigned long long)tr__load_acq_64(&s->open));
+        tr__store_rel_32(&s->forcing, 1);
         send_agents(s, AG_FORCE);
         wait_open_zero(s, now_ms() + 5000);
     }
-    tr__store32(&s->state, S_STOPPED);
+    tr__store_rel_32(&s->state, S_STOPPED);
     info(s, "event=server_stopped result=%s", rc == 0 ? "clean" : "forced");
     return rc;
 }
@@ -629,34 +637,35 @@ int tr_server_close(tr_server *s)
     if (tr__current_worker() != NULL) {
         return TR_EDEADLK;
     }
-    uint32_t st = tr__fas32(&s->state, S_STOPPED);
+    uint32_t st = tr__fas_sc_32(&s->state, S_STOPPED);
     if (st == S_STOPPED || st == S_CREATED) {
         return 0;
     }
     uint64_t deadline = now_ms() + 5000;
     stop_accepting(s, deadline);
-    tr__store32(&s->draining, 1);
-    tr__store32(&s->forcing, 1);
+    tr__store_rel_32(&s->draining, 1);
+    tr__store_rel_32(&s->forcing, 1);
     send_agents(s, AG_FORCE);
     wait_open_zero(s, deadline);
     return 0;
 }
 
-void tr_server_free(tr_server *s)
+int tr_server_free(tr_server *s)
 {
     if (s == NULL) {
-        return;
+        return 0;
     }
-    if (tr__current_worker() == NULL) {
-        tr_server_close(s);
+    if (tr__current_worker() != NULL) {
+        return TR_EDEADLK; /* it waits for the agents, which may need this worker */
     }
+    tr_server_close(s);
     send_agents(s, AG_EXIT);
-    if (!wait_u32(&s->agents_alive, 0, now_ms() + 5000) || tr__load64(&s->open) != 0) {
+    if (!wait_u32(&s->agents_alive, 0, now_ms() + 5000) || tr__load_acq_64(&s->open) != 0) {
         /* An agent or connection could still touch s: leak it rather than
          * risk a use-after-free. */
         tr_log(TR_LOG_ERROR, "event=server_free_busy agents=%u open=%llu",
-               tr__load32(&s->agents_alive), (unsigned long long)tr__load64(&s->open));
-        return;
+               tr__load_acq_32(&s->agents_alive), (unsigned long long)tr__load_acq_64(&s->open));
+        return TR_ETIMEDOUT;
     }
     for (unsigned i = 0; i < s->nagents; i++) {
         if (s->agents[i].lfd >= 0) {
@@ -672,23 +681,24 @@ void tr_server_free(tr_server *s)
     }
     pthread_mutex_destroy(&s->ip_lock);
     free(s->agents);
-    free(s->stats);
+    tr__conn_cfg_release(s->ccfg); /* and the counters, once no connection needs them */
     free(s);
+    return 0;
 }
 
 bool tr_server_is_running(const tr_server *s)
 {
-    return tr__load32((uint32_t *)&s->state) == S_RUNNING;
+    return tr__load_acq_32((uint32_t *)&s->state) == S_RUNNING;
 }
 
 bool tr_server_is_draining(const tr_server *s)
 {
-    return tr__load32((uint32_t *)&s->state) == S_DRAINING;
+    return tr__load_acq_32((uint32_t *)&s->state) == S_DRAINING;
 }
 
 uint64_t tr_server_open_connections(const tr_server *s)
 {
-    return tr__load64((uint64_t *)&s->open);
+    return tr__load_acq_64((uint64_t *)&s->open);
 }
 
 void tr_server_stats_get(const tr_server *s, tr_server_stats *out)
@@ -696,7 +706,7 @@ void tr_server_stats_get(const tr_server *s, tr_server_stats *out)
     memset(out, 0, sizeof(*out));
     for (unsigned w = 0; w < s->nagents; w++) {
         const tr_server_stats *p = &s->stats[w].s;
-#define SUM(f) out->f += __atomic_load_n(&p->f, __ATOMIC_RELAXED)
+#define SUM(f) out->f += tr__load_rlx_64((uint64_t *)&p->f)
         SUM(accepted);
         SUM(refused);
         SUM(closed);
@@ -715,5 +725,5 @@ void tr_server_stats_get(const tr_server *s, tr_server_stats *out)
         }
 #undef SUM
     }
-    out->active = tr__load64((uint64_t *)&s->open);
+    out->active = tr__load_acq_64((uint64_t *)&s->open);
 }

@@ -1,9 +1,12 @@
+/* Actors: spawning, the turn, exit and reclaim. The message path is in
+ * route.c, monitors in monitor.c, requests in request.c. */
 #include "actor.h"
 
 #include <stdlib.h>
 
 #include "troupe/log.h"
 #include "atomic.h"
+#include "route.h"
 #include "runtime.h"
 #include "timer.h"
 #include "worker.h"
@@ -30,87 +33,27 @@ void tr__set_current(tr__worker *w, tr_actor *a)
 void tr_spawn_opts_defaults(tr_spawn_opts *opts)
 {
     opts->worker = -1;
-    opts->local = false;
     opts->mailbox_capacity = 0;
     opts->overflow = TR_OVERFLOW_REFUSE;
     opts->monitor = false;
     opts->monitor_ref = NULL;
 }
 
-/* Marks a ready and queues it, unless it is already queued, running or
- * dead. The caller has just pushed a message: the push's full barrier
- * orders it before this load of `scheduled`. */
-static void schedule(tr_actor *a)
+static tr_actor_id self_id(void)
 {
-    if (tr__load32(&a->scheduled) == 0 && tr__fas32(&a->scheduled, 1) == 0) {
-        tr__worker_enqueue(a->worker, a);
-    }
-}
-
-enum { LANE_USER = 0, LANE_SYS = 1, LANE_OVER = 2 };
-
-static int deliver(tr_actor *a, tr_msg *m, int lane)
-{
-    if (lane == LANE_SYS) {
-        tr__mailbox_push_sys(&a->mbox, m);
-    } else if (lane == LANE_OVER) {
-        tr__mailbox_push_over(&a->mbox, m);
-    } else if (tr__mailbox_push(&a->mbox, m) < 0) {
-        tr_msg_free(m);
-        if (a->mbox.overflow != TR_OVERFLOW_EXIT) {
-            return TR_EBUFFULL;
-        }
-        tr__store32(&a->overflow_exit, 1);
-        schedule(a);
-        return TR_EBUFFULL;
-    }
-    schedule(a);
-    return 0;
-}
-
-static void reclaim(tr_actor *a);
-
-static int send_lane(tr_actor_id to, tr_msg *m, int lane)
-{
-    tr__slot *s = tr__slot_get(to);
-    if (s == NULL) {
-        tr_msg_free(m);
-        return TR_ECLOSED;
-    }
-    /* Fast path: the target lives on this thread's worker and is alive. It
-     * can only die on this worker, which is busy running us, so no pin is
-     * needed. Reading the word twice around `worker` proves the worker
-     * field belongs to the generation we checked. */
-    tr__worker *w = cur_worker;
-    if (w != NULL && tr__slot_is_alive(s, to)) {
-        tr__worker *sw = tr__loadp((void **)&s->worker);
-        tr_actor *a = tr__loadp((void **)&s->actor);
-        if (sw == w && tr__slot_is_alive(s, to)) {
-            return deliver(a, m, lane);
-        }
-    }
-    if (!tr__slot_pin(s, to)) {
-        tr_msg_free(m);
-        return TR_ECLOSED;
-    }
-    tr_actor *a = tr__loadp((void **)&s->actor);
-    int rc = deliver(a, m, lane);
-    if (tr__slot_unpin(s)) {
-        reclaim(a);
-    }
-    return rc;
+    return cur_actor != NULL ? cur_actor->id : TR_ACTOR_NONE;
 }
 
 int tr__send(tr_actor_id to, tr_msg *m, bool sys)
 {
-    return send_lane(to, m, sys ? LANE_SYS : LANE_USER);
+    return tr__route(to, m, sys ? TR__LANE_SYS : TR__LANE_USER);
 }
 
 int tr__send_over(tr_actor_id to, tr_msg *msg)
 {
     msg->flags = 0;
-    msg->from = cur_actor != NULL ? cur_actor->id : TR_ACTOR_NONE;
-    return send_lane(to, msg, LANE_OVER);
+    msg->from = self_id();
+    return tr__route(to, msg, TR__LANE_OVER);
 }
 
 int tr_send(tr_actor_id to, tr_msg *msg)
@@ -119,8 +62,8 @@ int tr_send(tr_actor_id to, tr_msg *msg)
         return TR_EINVAL;
     }
     msg->flags = 0;
-    msg->from = cur_actor != NULL ? cur_actor->id : TR_ACTOR_NONE;
-    return tr__send(to, msg, false);
+    msg->from = self_id();
+    return tr__route(to, msg, TR__LANE_USER);
 }
 
 int tr_send_copy(tr_actor_id to, uint32_t type, const void *data, size_t len)
@@ -132,23 +75,29 @@ int tr_send_copy(tr_actor_id to, uint32_t type, const void *data, size_t len)
     return tr_send(to, m);
 }
 
-static int send_sys(tr_actor_id to, uint32_t type, tr_actor_id from, uint64_t ref, int reason)
+int tr_kill(tr_actor_id to, int reason)
 {
-    tr_msg *m = tr_msg_new(type, NULL, 0);
+    tr_msg *m = tr_msg_new(TR_MSG__KILL, NULL, 0);
     if (m == NULL) {
         return TR_ENOMEM;
     }
-    m->flags = TR_MSGF_SYSTEM;
-    m->from = from;
-    m->ref = ref;
-    m->reason = reason;
-    return tr__send(to, m, true);
+    m->from = self_id();
+    m->reason = reason == 0 ? TR_EXIT_KILLED : reason;
+    return tr__route(to, m, TR__LANE_SYS);
 }
 
-int tr_kill(tr_actor_id to, int reason)
+/* The worker a new actor goes to: the one asked for; else, from a worker
+ * of this runtime, that worker (as Erlang and CAF place a spawned
+ * process next to its parent); else round-robin. */
+static tr__worker *placement(tr_runtime *rt, const tr_spawn_opts *opts)
 {
-    tr_actor_id from = cur_actor != NULL ? cur_actor->id : TR_ACTOR_NONE;
-    return send_sys(to, TR_MSG__KILL, from, 0, reason == 0 ? TR_EXIT_KILLED : reason);
+    if (opts->worker >= 0) {
+        return &rt->workers[opts->worker];
+    }
+    if (cur_worker != NULL && cur_worker->rt == rt) {
+        return cur_worker;
+    }
+    return &rt->workers[tr__faa_sc_32(&rt->rr, 1) % rt->nworkers];
 }
 
 int tr__spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_opts *opts,
@@ -161,21 +110,14 @@ int tr__spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_op
     }
     if (rt == NULL || b == NULL || b->receive == NULL || out == NULL ||
         (opts->worker >= 0 && (unsigned)opts->worker >= rt->nworkers) ||
-        (opts->monitor && cur_actor == NULL)) {
+        (unsigned)opts->overflow > TR_OVERFLOW_EXIT || (opts->monitor && cur_actor == NULL)) {
         return TR_EINVAL;
     }
-    uint32_t state = tr__load32(&rt->state);
+    uint32_t state = tr__load_acq_32(&rt->state);
     if (state != TR__RT_CREATED && state != TR__RT_RUNNING) {
         return TR_ECLOSED;
     }
-    tr__worker *w;
-    if (opts->worker >= 0) {
-        w = &rt->workers[opts->worker];
-    } else if (opts->local && cur_worker != NULL && cur_worker->rt == rt) {
-        w = cur_worker;
-    } else {
-        w = &rt->workers[tr__faa32(&rt->rr, 1) % rt->nworkers];
-    }
+    tr__worker *w = placement(rt, opts);
     size_t extra = ex != NULL ? ex->extra_size : 0;
     if (extra > ((size_t)1 << 30)) {
         return TR_EINVAL;
@@ -185,17 +127,30 @@ int tr__spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_op
     if (a == NULL) {
         return TR_ENOMEM;
     }
+    /* A worker other than ours learns of the actor through a message on
+     * the same path as the sends that may follow. */
+    tr_msg *start = NULL;
+    if (cur_worker != w) {
+        start = tr_msg_new(TR_MSG__START, NULL, 0);
+        if (start == NULL) {
+            free(a);
+            return TR_ENOMEM;
+        }
+    }
     tr__mailbox_init(&a->mbox, opts->mailbox_capacity, opts->overflow);
     a->worker = w;
     a->beh = b;
     a->arg = arg;
-    a->scheduled = 1; /* queued below */
-    if (ex != NULL && ex->supervised) {
-        a->flags |= TR__A_SUPERVISED;
+    if (ex != NULL) {
+        if (ex->supervised) {
+            a->flags |= TR__A_SUPERVISED;
+        }
+        a->on_reclaim = ex->on_reclaim;
     }
     if (opts->monitor) {
         tr_msg *mon = tr_msg_new(TR_MSG__MONITOR, NULL, 0);
         if (mon == NULL) {
+            tr_msg_free(start);
             free(a);
             return TR_ENOMEM;
         }
@@ -206,16 +161,23 @@ int tr__spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_spawn_op
             *opts->monitor_ref = mon->ref;
         }
     }
-    int rc = tr__slot_alloc(a, w, &a->id);
+    int rc = tr__slot_alloc(a, w, opts->mailbox_capacity, (uint8_t)opts->overflow, &a->id);
     if (rc < 0) {
         tr_msg_free(a->monitors);
+        tr_msg_free(start);
         free(a);
         return rc;
     }
     a->slot = tr__slot_get(a->id);
-    tr__faa64(&rt->live, 1);
+    tr__faa_sc_64(&rt->live, 1);
     *out = a->id;
-    tr__worker_enqueue(w, a);
+    if (start == NULL) {
+        a->flags |= TR__A_SCHEDULED;
+        tr__worker_enqueue(w, a);
+    } else {
+        start->from = self_id();
+        tr__route(a->id, start, TR__LANE_SYS);
+    }
     return 0;
 }
 
@@ -229,6 +191,8 @@ tr__worker *tr__actor_worker(tr_actor *a)
     return a->worker;
 }
 
+static void reclaim(tr_actor *a);
+
 tr_actor *tr__actor_pin(tr_actor_id id, tr__slot **slot_out)
 {
     tr__slot *s = tr__slot_get(id);
@@ -236,7 +200,7 @@ tr_actor *tr__actor_pin(tr_actor_id id, tr__slot **slot_out)
         return NULL;
     }
     *slot_out = s;
-    return tr__loadp((void **)&s->actor);
+    return tr__load_acq_ptr((void **)&s->actor);
 }
 
 void tr__actor_unpin(tr__slot *slot, tr_actor *a)
@@ -274,7 +238,14 @@ tr_runtime *tr_actor_runtime(const tr_actor *self)
 
 struct ev_loop *tr_actor_loop(const tr_actor *self)
 {
-    return self->worker->loop;
+    /* The application may start watchers of its own on it: from now on
+     * the busy worker must look at its loop. */
+    tr__worker *w = self->worker;
+    if (!w->loop_exposed) {
+        w->loop_exposed = 1;
+        tr__worker_loop_use(w, true);
+    }
+    return w->loop;
 }
 
 unsigned tr_actor_worker(const tr_actor *self)
@@ -308,117 +279,37 @@ tr_msg *tr_msg_claim(tr_actor *self, tr_msg *msg)
     return msg;
 }
 
-int tr_monitor(tr_actor *self, tr_actor_id target, uint64_t *ref_out)
-{
-    uint64_t ref = ++self->worker->next_ref;
-    if (ref_out != NULL) {
-        *ref_out = ref;
-    }
-    int rc = send_sys(target, TR_MSG__MONITOR, self->id, ref, 0);
-    if (rc == TR_ECLOSED) {
-        /* Already gone: the DOWN comes at once, as from the target. */
-        tr_msg *down = tr_msg_new(TR_MSG_DOWN, NULL, 0);
-        if (down == NULL) {
-            return TR_ENOMEM;
-        }
-        down->flags = TR_MSGF_SYSTEM;
-        down->from = target;
-        down->ref = ref;
-        down->reason = TR_EXIT_NOPROC;
-        deliver(self, down, LANE_SYS);
-        return 0;
-    }
-    return rc;
-}
+/* ---- exit and reclaim ---- */
 
-int tr_demonitor(tr_actor *self, tr_actor_id target, uint64_t ref)
+static void answer_monitor(void *ctx, tr_msg *mon)
 {
-    return send_sys(target, TR_MSG__DEMONITOR, self->id, ref, 0);
-}
-
-int tr_request(tr_actor *self, tr_actor_id to, tr_msg *msg, uint32_t timeout_ms,
-               uint64_t *req_out)
-{
-    if (msg == NULL) {
-        return TR_EINVAL;
-    }
-    uint64_t id = ++self->worker->next_ref;
-    msg->flags = TR_MSGF_REQUEST;
-    msg->from = self->id;
-    msg->ref = id;
-    int rc = tr__send(to, msg, false);
-    if (rc < 0) {
-        return rc;
-    }
-    /* Started after the send so a refused request leaves nothing behind; the
-     * reply cannot overtake it, since it comes to this same worker and we
-     * are still running. */
-    rc = tr__request_start(self, to, id, timeout_ms);
-    if (rc < 0) {
-        return rc;
-    }
-    if (req_out != NULL) {
-        *req_out = id;
-    }
-    return 0;
-}
-
-int tr_reply(tr_actor *self, const tr_msg *request, tr_msg *reply)
-{
-    if (reply == NULL) {
-        return TR_EINVAL;
-    }
-    if ((request->flags & TR_MSGF_REQUEST) == 0) {
-        tr_msg_free(reply);
-        return TR_EINVAL;
-    }
-    reply->flags = TR_MSGF_REPLY;
-    reply->from = self->id;
-    reply->ref = request->ref;
-    return tr__send(request->from, reply, false);
-}
-
-/* ---- the turn ---- */
-
-static void turn_down(tr_actor *a, tr_msg *mon, int reason)
-{
-    tr_actor_id watcher = mon->from;
-    mon->type = TR_MSG_DOWN;
-    mon->flags = TR_MSGF_SYSTEM;
-    mon->from = a->id;
-    mon->reason = reason;
-    mon->next = NULL;
-    tr__send(watcher, mon, true);
+    tr_actor *a = ctx;
+    tr__actor_monitor_gone(mon, a->id, a->exit_reason);
 }
 
 /* Runs after the slot says nobody can reach a any more: on its worker, or
- * on the thread of the last sender to unpin it. */
+ * on the thread of the last pin holder to unpin it. */
 static void reclaim(tr_actor *a)
 {
     tr_runtime *rt = a->worker->rt;
     /* A MONITOR that arrived after the exit still gets its DOWN. */
-    tr_msg *m;
-    while ((m = tr__mailbox_pop_sys(&a->mbox)) != NULL) {
-        if (m->type == TR_MSG__MONITOR) {
-            turn_down(a, m, a->exit_reason);
-        } else {
-            tr_msg_free(m);
-        }
+    tr__mailbox_fini(&a->mbox, a->slot, answer_monitor, a);
+    if (a->on_reclaim != NULL) {
+        a->on_reclaim(tr__actor_extra(a));
     }
-    tr__mailbox_fini(&a->mbox);
     tr__slot_release(a->slot);
     free(a);
-    /* A foreign thread reclaiming (the last sender to unpin) may still be
+    /* A foreign thread reclaiming (the last pin holder) may still be
      * inside actor_gone when the application frees the runtime: count it,
      * and tr_runtime_free waits for the count to drop. Workers are joined
      * before the free, so they need no count. */
     bool foreign = cur_worker == NULL;
     if (foreign) {
-        tr__faa32(&rt->foreign_reclaims, 1);
+        tr__faa_sc_32(&rt->foreign_reclaims, 1);
     }
     tr__runtime_actor_gone(rt);
     if (foreign) {
-        tr__faa32(&rt->foreign_reclaims, UINT32_MAX);
+        tr__faa_sc_32(&rt->foreign_reclaims, UINT32_MAX);
     }
 }
 
@@ -437,13 +328,18 @@ static void finish_exit(tr_actor *a)
     while (a->monitors != NULL) {
         tr_msg *mon = a->monitors;
         a->monitors = mon->next;
-        turn_down(a, mon, reason);
+        tr__actor_monitor_gone(mon, a->id, reason);
     }
     if (a->flags & TR__A_LISTED) {
         tr__worker_list_remove(a->worker, a);
     }
+    if (a->slot->overloaded) {
+        tr__store_rel_8(&a->slot->overloaded, 0); /* its senders go on */
+    }
     tr_log(TR_LOG_DEBUG, "event=actor_exit actor=%llu behavior=%s reason=%d",
            (unsigned long long)a->id.bits, a->beh->name ? a->beh->name : "-", reason);
+    /* TR__A_SCHEDULED stays set: a dead actor never enters a queue again. */
+    a->flags |= TR__A_SCHEDULED;
     if (tr__slot_kill(a->slot)) {
         reclaim(a);
     }
@@ -460,6 +356,9 @@ void tr__actor_force_exit(tr_actor *a, int reason)
         cur_actor = a;
         start(a->worker, a);
         cur_actor = prev;
+    }
+    if (a->flags & TR__A_MUTED) {
+        tr__actor_unmute(a->worker, a);
     }
     a->flags &= ~TR__A_EXITING;
     tr_exit(a, reason);
@@ -479,14 +378,17 @@ void tr__actor_send_shutdown(tr_actor *a)
         tr_log(TR_LOG_ERROR, "event=shutdown_alloc_failed actor=%llu",
                (unsigned long long)a->id.bits);
         tr_exit(a, TR_EXIT_SHUTDOWN);
-        if (tr__load32(&a->scheduled) == 0 && tr__cas32(&a->scheduled, 0, 1)) {
+        if (!(a->flags & TR__A_SCHEDULED)) {
+            a->flags |= TR__A_SCHEDULED;
             tr__worker_enqueue(a->worker, a);
+        } else if (a->flags & TR__A_MUTED) {
+            tr__actor_unmute(a->worker, a);
         }
         return;
     }
     a->flags |= TR__A_SHUTDOWN_SENT;
     m->flags = TR_MSGF_SYSTEM;
-    deliver(a, m, LANE_SYS);
+    tr__deliver(a->worker, a, m);
 }
 
 static void start(tr__worker *w, tr_actor *a)
@@ -503,9 +405,9 @@ static void start(tr__worker *w, tr_actor *a)
             return;
         }
     }
-    if (tr__load32(&rt->force_req)) {
+    if (tr__load_acq_32(&rt->force_req)) {
         tr_exit(a, TR_EXIT_KILLED);
-    } else if (tr__load32(&rt->shutdown_req) && !(a->flags & TR__A_SUPERVISED)) {
+    } else if (tr__load_acq_32(&rt->shutdown_req) && !(a->flags & TR__A_SUPERVISED)) {
         tr__actor_send_shutdown(a);
     }
 }
@@ -544,6 +446,9 @@ static void handle_sys(tr_actor *a, tr_msg *m)
         }
         tr_msg_free(m);
         return;
+    case TR_MSG__START:
+        tr_msg_free(m);
+        return;
     case TR_MSG_SHUTDOWN:
         receive(a, m);
         if (!(a->flags & TR__A_TRAP_SHUTDOWN)) {
@@ -565,6 +470,19 @@ static void handle_user(tr_actor *a, tr_msg *m)
     receive(a, m);
 }
 
+void tr__actor_unmute(tr__worker *w, tr_actor *a)
+{
+    for (tr_actor **p = &w->muted; *p != NULL; p = &(*p)->run_next) {
+        if (*p == a) {
+            *p = a->run_next;
+            break;
+        }
+    }
+    a->flags &= ~TR__A_MUTED;
+    a->run_next = NULL;
+    tr__worker_enqueue(w, a); /* still TR__A_SCHEDULED */
+}
+
 void tr__actor_run(tr__worker *w, tr_actor *a)
 {
     cur_actor = a;
@@ -574,10 +492,6 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
     unsigned batch = w->rt->cfg.batch;
     unsigned n = 0;
     while (!(a->flags & TR__A_EXITING)) {
-        if (tr__load32(&a->overflow_exit)) {
-            tr_exit(a, TR_EBUFFULL);
-            break;
-        }
         tr_msg *m = tr__mailbox_pop_sys(&a->mbox);
         if (m != NULL) {
             handle_sys(a, m);
@@ -586,7 +500,7 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
         if (n == batch) {
             break;
         }
-        m = tr__mailbox_pop(&a->mbox, NULL);
+        m = tr__mailbox_pop(&a->mbox, a->slot, NULL);
         if (m == NULL) {
             break;
         }
@@ -595,19 +509,28 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
     }
     cur_actor = NULL;
     if (a->flags & TR__A_EXITING) {
+        a->flags &= ~TR__A_MUTE_PENDING;
         finish_exit(a);
         return;
+    }
+    if (a->slot->overloaded && a->mbox.depth < TR__OVERLOAD_LOW) {
+        tr__store_rel_8(&a->slot->overloaded, 0);
+    }
+    if (a->flags & TR__A_MUTE_PENDING) {
+        /* It sent to an overloaded actor: it waits (still marked
+         * scheduled) until that one drains; a system message ends the
+         * wait early. */
+        a->flags &= ~TR__A_MUTE_PENDING;
+        if (!tr__mailbox_has_sys(&a->mbox)) {
+            a->flags |= TR__A_MUTED;
+            a->run_next = w->muted;
+            w->muted = a;
+            return;
+        }
     }
     if (tr__mailbox_nonempty(&a->mbox)) {
         tr__worker_enqueue(w, a);
         return;
     }
-    /* Going idle. A producer pushes, then reads `scheduled`; we clear
-     * `scheduled`, fence, then look at the mailbox. One of us sees the
-     * other, so a message is never left behind. */
-    tr__store32(&a->scheduled, 0);
-    tr__fence();
-    if (tr__mailbox_nonempty(&a->mbox) && tr__cas32(&a->scheduled, 0, 1)) {
-        tr__worker_enqueue(w, a);
-    }
+    a->flags &= ~TR__A_SCHEDULED;
 }

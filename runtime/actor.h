@@ -20,15 +20,23 @@ enum {
     TR__A_LISTED = 1u << 4,       /* on its worker's actor list */
     TR__A_NO_TERMINATE = 1u << 5, /* init failed or never ran */
     TR__A_SHUTDOWN_SENT = 1u << 6,
-    TR__A_CLAIMED = 1u << 7       /* receive claimed the message it is handling */
+    TR__A_CLAIMED = 1u << 7,      /* receive claimed the message it is handling */
+    TR__A_SCHEDULED = 1u << 8,    /* queued, running, muted or dead: nobody queues it */
+    TR__A_MUTED = 1u << 9,        /* on its worker's muted list */
+    TR__A_MUTE_PENDING = 1u << 10 /* sent to an overloaded actor this turn */
 };
 
-/* About 160 bytes; an idle actor costs this plus its slot (32 bytes). */
+/* Actor backpressure (route.c): a mailbox with this many user messages
+ * mutes its senders until it drains under the low mark. */
+#define TR__OVERLOAD_HIGH 8192u
+#define TR__OVERLOAD_LOW 2048u
+
+/* Every field belongs to the owning worker (other threads reach the actor
+ * only through its slot and its worker's queues), except where noted.
+ * About 180 bytes; an idle actor costs this plus its slot (64 bytes). */
 struct tr_actor {
-    tr__mailbox mbox;           /* push: any thread; pop: owning worker */
-    uint32_t scheduled;         /* any thread; atomics. 1 while queued, running or dead */
-    uint32_t overflow_exit;     /* any thread; atomics. Set by a refused sender (TR_OVERFLOW_EXIT) */
-    struct tr_actor *run_next;  /* ready-queue link; whoever queues it */
+    tr__mailbox mbox;
+    struct tr_actor *run_next;  /* ready queue or muted list */
     struct tr__worker *worker;  /* immutable */
     tr__slot *slot;             /* immutable */
     tr_actor_id id;             /* immutable */
@@ -41,6 +49,8 @@ struct tr_actor {
     struct tr__timer *timers;   /* timers and pending requests; owner only */
     uint32_t flags;             /* TR__A_*; owner only */
     int exit_reason;            /* owner; read by the reclaimer after the slot CAS */
+    tr_actor_id muted_by;       /* while muted: the overloaded receiver */
+    void (*on_reclaim)(void *extra); /* runs when the record is freed (any thread) */
 };
 
 /* Thread-local context of the calling thread. */
@@ -51,6 +61,13 @@ void tr__set_current(struct tr__worker *w, tr_actor *a);
 /* Sends m to `to` (m->from and flags already set). sys selects the priority
  * lane. Takes m in every case. Any thread. */
 int tr__send(tr_actor_id to, tr_msg *m, bool sys);
+
+/* A muted actor may run again (route.c). Owning worker. */
+void tr__actor_unmute(struct tr__worker *w, tr_actor *a);
+
+/* Turns a MONITOR message of watcher mon->from into its DOWN for `target`
+ * with `reason` and sends it. Any thread. */
+void tr__actor_monitor_gone(tr_msg *mon, tr_actor_id target, int reason);
 
 /* As tr_send, but a bounded mailbox accepts it past its capacity: for
  * control messages that must neither be lost nor overtake queued user
@@ -73,6 +90,10 @@ typedef struct tr__spawn_ex {
      * pin (tr__actor_pin) can look at them: the place for fields that
      * foreign threads read or update atomically. */
     size_t extra_size;
+    /* Runs with the extra bytes when the actor record is freed: after the
+     * actor exited and the last pin is gone, on whichever thread that is.
+     * For what pin holders may still read (net/: a connection's settings). */
+    void (*on_reclaim)(void *extra);
 } tr__spawn_ex;
 
 /* The extra bytes requested at spawn (16-byte aligned). */

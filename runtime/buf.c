@@ -36,7 +36,7 @@ tr_buf *tr_buf_copy(const void *data, size_t len)
 
 tr_buf *tr_buf_retain(tr_buf *b)
 {
-    tr__faa32(&b->refs, 1);
+    tr__faa_sc_32(&b->refs, 1);
     return b;
 }
 
@@ -47,7 +47,7 @@ void tr_buf_release(tr_buf *b)
     }
     /* The decrement is a full barrier, so every holder's reads of the
      * payload happen before the last holder frees it. */
-    if (tr__faa32(&b->refs, UINT32_MAX) == 1) {
+    if (tr__faa_sc_32(&b->refs, UINT32_MAX) == 1) {
         free(b);
     }
 }
@@ -64,5 +64,5 @@ size_t tr_buf_len(const tr_buf *b)
 
 uint32_t tr_buf_refs(const tr_buf *b)
 {
-    return tr__load32(&b->refs);
+    return tr__load_acq_32(&b->refs);
 }

@@ -31,23 +31,23 @@ static void stderr_sink(tr_log_level level, const char *line)
 void tr_log_set_sink(tr_log_fn fn, void *user)
 {
     if (fn == NULL) {
-        tr__storep((void **)&current, NULL);
+        tr__store_rel_ptr((void **)&current, NULL);
         return;
     }
-    sink *s = &sinks[tr__faa32(&next_sink, 1) & 1];
+    sink *s = &sinks[tr__faa_sc_32(&next_sink, 1) & 1];
     s->fn = fn;
     s->user = user;
-    tr__storep((void **)&current, s);
+    tr__store_rel_ptr((void **)&current, s);
 }
 
 void tr_log_set_level(tr_log_level level)
 {
-    tr__store32(&log_level, (uint32_t)level);
+    tr__store_rel_32(&log_level, (uint32_t)level);
 }
 
 tr_log_level tr_log_get_level(void)
 {
-    return (tr_log_level)tr__load32(&log_level);
+    return (tr_log_level)tr__load_acq_32(&log_level);
 }
 
 const char *tr_log_level_name(tr_log_level level)
@@ -70,7 +70,7 @@ const char *tr_log_level_name(tr_log_level level)
 
 void tr_log(tr_log_level level, const char *fmt, ...)
 {
-    if (level >= TR_LOG_OFF || (uint32_t)level < tr__load32(&log_level)) {
+    if (level >= TR_LOG_OFF || (uint32_t)level < tr__load_acq_32(&log_level)) {
         return;
     }
     char line[1024];
@@ -78,7 +78,7 @@ void tr_log(tr_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    sink *s = tr__loadp((void **)&current);
+    sink *s = tr__load_acq_ptr((void **)&current);
     if (s == NULL) {
         stderr_sink(level, line);
         return;

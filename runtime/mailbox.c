@@ -1,144 +1,147 @@
 #include "mailbox.h"
 
-#include "atomic.h"
 #include <stddef.h>
+
+#include "atomic.h"
 
 void tr__mailbox_init(tr__mailbox *mb, uint32_t capacity, tr_overflow overflow)
 {
-    mb->sys_head = NULL;
-    mb->user_head = NULL;
-    mb->sys_local = NULL;
-    mb->user_local = NULL;
-    mb->count = 0;
+    mb->sys_head = mb->sys_tail = NULL;
+    mb->user_head = mb->user_tail = NULL;
+    mb->depth = 0;
+    mb->counted = 0;
     mb->capacity = capacity;
     mb->overflow = (uint8_t)overflow;
 }
 
-static void free_list(tr_msg *m)
+void tr__mailbox_unreserve(tr__slot *s, tr_msg *m)
+{
+    if (m->flags & TR__MSGF_COUNTED) {
+        m->flags &= ~TR__MSGF_COUNTED;
+        tr__faa_sc_32(&s->queued, UINT32_MAX);
+    }
+}
+
+static void free_lane(tr_msg *m, tr__slot *s, void (*on_monitor)(void *, tr_msg *), void *ctx)
 {
     while (m != NULL) {
         tr_msg *next = m->next;
-        tr_msg_free(m);
+        m->next = NULL;
+        tr__mailbox_unreserve(s, m);
+        if (m->type == TR_MSG__MONITOR && on_monitor != NULL) {
+            on_monitor(ctx, m);
+        } else {
+            tr_msg_free(m);
+        }
         m = next;
     }
 }
 
-void tr__mailbox_fini(tr__mailbox *mb)
+void tr__mailbox_fini(tr__mailbox *mb, tr__slot *s, void (*on_monitor)(void *, tr_msg *),
+                      void *ctx)
 {
-    free_list(mb->sys_local);
-    free_list(tr__fasp((void **)&mb->sys_head, NULL));
-    free_list(mb->user_local);
-    free_list(tr__fasp((void **)&mb->user_head, NULL));
-    mb->sys_local = NULL;
-    mb->user_local = NULL;
-    mb->count = 0;
+    free_lane(mb->sys_head, s, on_monitor, ctx);
+    free_lane(mb->user_head, s, on_monitor, ctx);
+    tr__mailbox_init(mb, mb->capacity, (tr_overflow)mb->overflow);
 }
 
-static void push(tr_msg **head, tr_msg *m)
+void tr__mailbox_put(tr__mailbox *mb, tr_msg *m)
 {
-    void *old = tr__loadp((void **)head);
-    do {
-        m->next = old;
-        /* The CAS is a full barrier: the message body is visible before the
-         * node is, and the caller's later load of `scheduled` cannot move
-         * above it. */
-    } while (!tr__casp_value((void **)head, old, m, &old));
-}
-
-int tr__mailbox_push(tr__mailbox *mb, tr_msg *m)
-{
-    if (mb->capacity != 0) {
-        uint32_t limit = mb->capacity;
-        if (mb->overflow == TR_OVERFLOW_DROP_OLDEST) {
-            limit = mb->capacity > UINT32_MAX / 2 ? UINT32_MAX : mb->capacity * 2;
-        }
-        if (tr__faa32(&mb->count, 1) >= limit) {
-            tr__faa32(&mb->count, UINT32_MAX);
-            return TR_EBUFFULL;
-        }
-    }
-    push(&mb->user_head, m);
-    return 0;
-}
-
-void tr__mailbox_push_over(tr__mailbox *mb, tr_msg *m)
-{
-    if (mb->capacity != 0) {
-        tr__faa32(&mb->count, 1);
-    }
-    push(&mb->user_head, m);
-}
-
-void tr__mailbox_push_sys(tr__mailbox *mb, tr_msg *m)
-{
-    push(&mb->sys_head, m);
-}
-
-/* Takes the whole shared stack (newest first) and returns it oldest first. */
-static tr_msg *take_fifo(tr_msg **head)
-{
-    tr_msg *m = tr__fasp((void **)head, NULL);
-    tr_msg *fifo = NULL;
-    while (m != NULL) {
-        tr_msg *next = m->next;
-        m->next = fifo;
-        fifo = m;
-        m = next;
-    }
-    return fifo;
-}
-
-static tr_msg *pop_lane(tr_msg **local, tr_msg **head)
-{
-    if (*local == NULL) {
-        if (tr__loadp((void **)head) == NULL) {
-            return NULL;
-        }
-        *local = take_fifo(head);
-    }
-    tr_msg *m = *local;
-    *local = m->next;
     m->next = NULL;
-    return m;
+    if (m->flags & TR_MSGF_SYSTEM) {
+        if (mb->sys_tail != NULL) {
+            mb->sys_tail->next = m;
+        } else {
+            mb->sys_head = m;
+        }
+        mb->sys_tail = m;
+        return;
+    }
+    if (mb->user_tail != NULL) {
+        mb->user_tail->next = m;
+    } else {
+        mb->user_head = m;
+    }
+    mb->user_tail = m;
+    mb->depth++;
+    if (m->flags & TR__MSGF_COUNTED) {
+        mb->counted++;
+    }
 }
 
 tr_msg *tr__mailbox_pop_sys(tr__mailbox *mb)
 {
-    return pop_lane(&mb->sys_local, &mb->sys_head);
-}
-
-tr_msg *tr__mailbox_pop(tr__mailbox *mb, uint32_t *dropped)
-{
-    if (mb->capacity == 0) {
-        return pop_lane(&mb->user_local, &mb->user_head);
-    }
-    if (mb->overflow == TR_OVERFLOW_DROP_OLDEST) {
-        while (tr__load32(&mb->count) > mb->capacity) {
-            tr_msg *old = pop_lane(&mb->user_local, &mb->user_head);
-            if (old == NULL) {
-                break; /* counted but not linked yet: the producer is mid-push */
-            }
-            tr__faa32(&mb->count, UINT32_MAX);
-            tr_msg_free(old);
-            if (dropped != NULL) {
-                (*dropped)++;
-            }
-        }
-    }
-    tr_msg *m = pop_lane(&mb->user_local, &mb->user_head);
+    tr_msg *m = mb->sys_head;
     if (m != NULL) {
-        tr__faa32(&mb->count, UINT32_MAX);
+        mb->sys_head = m->next;
+        if (mb->sys_head == NULL) {
+            mb->sys_tail = NULL;
+        }
+        m->next = NULL;
     }
     return m;
 }
 
-bool tr__mailbox_has_sys(tr__mailbox *mb)
+/* Unlinks m, whose predecessor is prev (NULL: m is the head). */
+static void unlink_user(tr__mailbox *mb, tr_msg *prev, tr_msg *m)
 {
-    return mb->sys_local != NULL || tr__loadp((void **)&mb->sys_head) != NULL;
+    if (prev != NULL) {
+        prev->next = m->next;
+    } else {
+        mb->user_head = m->next;
+    }
+    if (mb->user_tail == m) {
+        mb->user_tail = prev;
+    }
+    m->next = NULL;
+    mb->depth--;
+    if (m->flags & TR__MSGF_COUNTED) {
+        mb->counted--;
+    }
 }
 
-bool tr__mailbox_nonempty(tr__mailbox *mb)
+/* Frees the oldest counted messages until at most `capacity` remain;
+ * messages sent past the capacity on purpose stay. */
+static void drop_oldest(tr__mailbox *mb, tr__slot *s, uint32_t *dropped)
 {
-    return mb->sys_local != NULL || mb->user_local != NULL ||
-           tr__loadp((void **)&mb->sys_head) != NULL || tr__loadp((void **)&mb->user_head) != NULL;
+    tr_msg *prev = NULL, *m = mb->user_head;
+    while (mb->counted > mb->capacity && m != NULL) {
+        tr_msg *next = m->next;
+        if (m->flags & TR__MSGF_COUNTED) {
+            unlink_user(mb, prev, m);
+            tr__mailbox_unreserve(s, m);
+            tr_msg_free(m);
+            if (dropped != NULL) {
+                (*dropped)++;
+            }
+        } else {
+            prev = m;
+        }
+        m = next;
+    }
+}
+
+tr_msg *tr__mailbox_pop(tr__mailbox *mb, tr__slot *s, uint32_t *dropped)
+{
+    if (mb->overflow == TR_OVERFLOW_DROP_OLDEST && mb->capacity != 0 &&
+        mb->counted > mb->capacity) {
+        drop_oldest(mb, s, dropped);
+    }
+    tr_msg *m = mb->user_head;
+    if (m == NULL) {
+        return NULL;
+    }
+    unlink_user(mb, NULL, m);
+    tr__mailbox_unreserve(s, m);
+    return m;
+}
+
+bool tr__mailbox_has_sys(const tr__mailbox *mb)
+{
+    return mb->sys_head != NULL;
+}
+
+bool tr__mailbox_nonempty(const tr__mailbox *mb)
+{
+    return mb->sys_head != NULL || mb->user_head != NULL;
 }

@@ -1,16 +1,22 @@
-/* Design notes: mailbox. Many producers, one consumer (the owning worker).
+/* Design notes: mailbox. Owning worker only: no atomics.
  *
- * Two lanes, each an intrusive lock-free stack of tr_msg linked through
- * msg->next: producers push with one CAS; the consumer takes the whole
- * stack with one atomic exchange and reverses it into a private FIFO list,
- * so per-sender order is kept and a batch costs one atomic, not one per
- * message. The system lane (shutdown, kill, monitor) is always drained
- * before the user lane, so those messages overtake queued user messages.
+ * Messages reach an actor's worker first (route.c: a queue per pair of
+ * workers, and one for foreign threads); the worker appends each to its
+ * target's mailbox with plain stores. Two FIFO lanes, each a singly
+ * linked list through msg->next: the system lane (shutdown, kill,
+ * monitor, down) is always drained before the user lane, so those
+ * messages overtake queued user messages.
  *
- * Bounded mailboxes count user messages in `count` (producers add before
- * pushing and back out on refusal; the consumer subtracts as it pops);
- * unbounded ones never touch it, so the unbounded send path is one CAS.
- * No allocation happens here: the message is the node. */
+ * Bounded mailboxes: senders reserve room in the actor's slot
+ * (slot->queued, an atomic counter in type-stable memory, so a sender
+ * needs no pin); a reserved message carries TR__MSGF_COUNTED and gives its
+ * reservation back when it is popped, dropped or freed unread. Messages
+ * sent past the capacity on purpose (TR__MSGF_OVER: a connection's events)
+ * are not counted and never dropped.
+ *
+ * `depth` counts every queued user message, bounded or not: the runtime
+ * uses it to mute senders of an overloaded actor. No allocation happens
+ * here: the message is the node. */
 #ifndef TROUPE_RUNTIME_MAILBOX_H
 #define TROUPE_RUNTIME_MAILBOX_H
 
@@ -19,47 +25,50 @@
 
 #include "troupe/actor.h"
 #include "troupe/msg.h"
+#include "slot.h"
+
+/* Private message flags, above the public ones. */
+enum {
+    TR__MSGF_OVER = 1u << 8,    /* accepted past a bounded capacity; never dropped */
+    TR__MSGF_COUNTED = 1u << 9  /* holds a reservation in its target's slot->queued */
+};
 
 typedef struct tr__mailbox {
-    tr_msg *sys_head;   /* push: any thread (CAS); take: owner (exchange) */
-    tr_msg *user_head;  /* push: any thread (CAS); take: owner (exchange) */
-    tr_msg *sys_local;  /* owner only: FIFO taken from sys_head */
-    tr_msg *user_local; /* owner only: FIFO taken from user_head */
-    uint32_t count;     /* bounded only: queued user messages; ck_pr atomics */
-    uint32_t capacity;  /* 0 = unbounded; set before the actor is published */
-    uint8_t overflow;   /* tr_overflow; set before publication */
+    tr_msg *sys_head, *sys_tail;
+    tr_msg *user_head, *user_tail;
+    uint32_t depth;    /* queued user messages */
+    uint32_t counted;  /* of which TR__MSGF_COUNTED */
+    uint32_t capacity; /* 0 = unbounded */
+    uint8_t overflow;  /* tr_overflow */
 } tr__mailbox;
 
 void tr__mailbox_init(tr__mailbox *mb, uint32_t capacity, tr_overflow overflow);
 
-/* Frees every queued message. Owner only, once nothing else can push. */
-void tr__mailbox_fini(tr__mailbox *mb);
+/* Frees every queued message, giving reservations back to slot s. A
+ * MONITOR still queued is handed to on_monitor (which takes it) instead.
+ * Called once the actor is dead, by its reclaimer. */
+void tr__mailbox_fini(tr__mailbox *mb, tr__slot *s, void (*on_monitor)(void *ctx, tr_msg *m),
+                      void *ctx);
 
-/* Pushes a user message. Returns 0, or TR_EBUFFULL when bounded and full
- * (the message then stays the caller's). Any thread. */
-int tr__mailbox_push(tr__mailbox *mb, tr_msg *m);
+/* Appends m to the lane its flags name (TR_MSGF_SYSTEM: system). */
+void tr__mailbox_put(tr__mailbox *mb, tr_msg *m);
 
-/* Pushes a user message past the capacity (still counted). For the few
- * control messages that must not be lost nor overtake queued messages.
- * Any thread. */
-void tr__mailbox_push_over(tr__mailbox *mb, tr_msg *m);
-
-/* Pushes onto the priority lane; never refuses. Any thread. */
-void tr__mailbox_push_sys(tr__mailbox *mb, tr_msg *m);
-
-/* Pops the oldest system message, or NULL. Owner only. */
+/* Pops the oldest system message, or NULL. */
 tr_msg *tr__mailbox_pop_sys(tr__mailbox *mb);
 
-/* Pops the oldest user message, or NULL. Under TR_OVERFLOW_DROP_OLDEST it
- * first frees the oldest messages beyond the capacity; *dropped counts
- * them. Owner only. */
-tr_msg *tr__mailbox_pop(tr__mailbox *mb, uint32_t *dropped);
+/* Pops the oldest user message, or NULL, giving its reservation back to
+ * s. Under TR_OVERFLOW_DROP_OLDEST it first frees the oldest counted
+ * messages beyond the capacity; *dropped (if not NULL) counts them. */
+tr_msg *tr__mailbox_pop(tr__mailbox *mb, tr__slot *s, uint32_t *dropped);
 
-/* True if a system message waits. Owner only. */
-bool tr__mailbox_has_sys(tr__mailbox *mb);
+/* True if a system message waits. */
+bool tr__mailbox_has_sys(const tr__mailbox *mb);
 
-/* True if any message waits. Owner only; the answer can only go from false
- * to true behind the owner's back. */
-bool tr__mailbox_nonempty(tr__mailbox *mb);
+/* True if any message waits. */
+bool tr__mailbox_nonempty(const tr__mailbox *mb);
+
+/* Gives a counted message's reservation back (on a pop, a drop, or when
+ * it is freed unread). Any thread. */
+void tr__mailbox_unreserve(tr__slot *s, tr_msg *m);
 
 #endif

@@ -8,12 +8,14 @@
 
 #include "troupe/log.h"
 #include "atomic.h"
+#include "route.h"
 
 void tr_runtime_config_defaults(tr_runtime_config *cfg)
 {
     cfg->workers = 0;
     cfg->batch = 64;
     cfg->spin_us = 50;
+    cfg->poll_us = 100;
 }
 
 tr_runtime *tr_runtime_new(const tr_runtime_config *cfg, int *err)
@@ -24,14 +26,15 @@ tr_runtime *tr_runtime_new(const tr_runtime_config *cfg, int *err)
         tr_runtime_config_defaults(&defaults);
         cfg = &defaults;
     }
-    if (cfg->workers > 1024 || cfg->spin_us > 1000000) {
+    if (cfg->workers > 1024 || cfg->spin_us > 1000000 || cfg->poll_us > 1000000) {
         goto fail;
     }
     rc = TR_ENOMEM;
-    tr_runtime *rt = calloc(1, sizeof(*rt));
+    tr_runtime *rt = aligned_alloc(64, sizeof(*rt));
     if (rt == NULL) {
         goto fail;
     }
+    memset(rt, 0, sizeof(*rt));
     rt->cfg = *cfg;
     if (rt->cfg.workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -48,7 +51,7 @@ tr_runtime *tr_runtime_new(const tr_runtime_config *cfg, int *err)
     unsigned i;
     for (i = 0; i < rt->nworkers; i++) {
         memset(&rt->workers[i], 0, sizeof(tr__worker));
-        if ((rc = tr__worker_init(&rt->workers[i], rt, i)) < 0) {
+        if ((rc = tr__worker_init(&rt->workers[i], rt, i, rt->nworkers)) < 0) {
             goto fail_workers;
         }
     }
@@ -83,7 +86,7 @@ int tr_runtime_start(tr_runtime *rt)
     if (tr__current_worker() != NULL) {
         return TR_EDEADLK;
     }
-    if (!tr__cas32(&rt->state, TR__RT_CREATED, TR__RT_RUNNING)) {
+    if (!tr__cas_sc_32(&rt->state, TR__RT_CREATED, TR__RT_RUNNING)) {
         return TR_ESTATE;
     }
     for (unsigned i = 0; i < rt->nworkers; i++) {
@@ -92,7 +95,7 @@ int tr_runtime_start(tr_runtime *rt)
             for (unsigned j = 0; j < i; j++) {
                 tr__worker_join(&rt->workers[j]);
             }
-            tr__store32(&rt->state, TR__RT_STOPPED);
+            tr__store_rel_32(&rt->state, TR__RT_STOPPED);
             return rc;
         }
     }
@@ -108,7 +111,7 @@ static void wake_all(tr_runtime *rt)
 
 void tr__runtime_actor_gone(tr_runtime *rt)
 {
-    if (tr__faa64(&rt->live, (uint64_t)-1) == 1) {
+    if (tr__faa_sc_64(&rt->live, (uint64_t)-1) == 1) {
         pthread_mutex_lock(&rt->lock);
         pthread_cond_broadcast(&rt->idle);
         pthread_mutex_unlock(&rt->lock);
@@ -120,10 +123,10 @@ int tr_runtime_shutdown(tr_runtime *rt, uint32_t timeout_ms)
     if (tr__current_worker() != NULL) {
         return TR_EDEADLK;
     }
-    if (!tr__cas32(&rt->state, TR__RT_RUNNING, TR__RT_DRAINING)) {
+    if (!tr__cas_sc_32(&rt->state, TR__RT_RUNNING, TR__RT_DRAINING)) {
         return TR_ESTATE;
     }
-    tr__store32(&rt->shutdown_req, 1);
+    tr__store_rel_32(&rt->shutdown_req, 1);
     wake_all(rt);
 
     struct timespec deadline;
@@ -135,20 +138,20 @@ int tr_runtime_shutdown(tr_runtime *rt, uint32_t timeout_ms)
         deadline.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&rt->lock);
-    while (tr__load64(&rt->live) != 0) {
+    while (tr__load_acq_64(&rt->live) != 0) {
         if (pthread_cond_timedwait(&rt->idle, &rt->lock, &deadline) != 0 &&
-            tr__load64(&rt->live) != 0) {
+            tr__load_acq_64(&rt->live) != 0) {
             break; /* ETIMEDOUT */
         }
     }
     pthread_mutex_unlock(&rt->lock);
-    uint64_t left = tr__load64(&rt->live);
+    uint64_t left = tr__load_acq_64(&rt->live);
     if (left == 0) {
         return 0;
     }
     tr_log(TR_LOG_WARN, "event=shutdown_deadline timeout_ms=%u actors_left=%llu", timeout_ms,
            (unsigned long long)left);
-    tr__store32(&rt->force_req, 1);
+    tr__store_rel_32(&rt->force_req, 1);
     wake_all(rt);
     return TR_ETIMEDOUT;
 }
@@ -158,7 +161,7 @@ int tr_runtime_stop(tr_runtime *rt)
     if (tr__current_worker() != NULL) {
         return TR_EDEADLK;
     }
-    uint32_t prev = tr__fas32(&rt->state, TR__RT_STOPPED);
+    uint32_t prev = tr__fas_sc_32(&rt->state, TR__RT_STOPPED);
     if (prev == TR__RT_STOPPED) {
         return 0;
     }
@@ -175,20 +178,28 @@ void tr_runtime_free(tr_runtime *rt)
     }
     tr_runtime_stop(rt);
     /* Actors spawned before start, or racing with stop, sit in queues no
-     * thread serves any more: kill them here, single-threaded. */
-    for (unsigned i = 0; i < rt->nworkers; i++) {
-        tr__set_current(&rt->workers[i], NULL);
-        tr__worker_kill_all(&rt->workers[i]);
+     * thread serves any more: kill them here, single-threaded, each as if
+     * on its own worker. A kill may send to another worker's queues (a
+     * DOWN), so go round until every queue is empty. */
+    bool busy = true;
+    while (busy) {
+        busy = false;
+        for (unsigned i = 0; i < rt->nworkers; i++) {
+            tr__worker *w = &rt->workers[i];
+            tr__set_current(w, NULL);
+            busy |= tr__route_has_inbound(w) || w->actors != NULL || w->run_head != NULL;
+            tr__worker_kill_all(w);
+        }
     }
     tr__set_current(NULL, NULL);
-    while (tr__load32(&rt->foreign_reclaims) != 0) {
+    while (tr__load_acq_32(&rt->foreign_reclaims) != 0) {
         sched_yield(); /* a few instructions from done: see reclaim() */
     }
-    if (tr__load64(&rt->live) != 0) {
+    if (tr__load_acq_64(&rt->live) != 0) {
         /* A foreign thread still holds a pin on a dead actor: it will
          * reclaim it and touch rt. That is a use-after-free in the making. */
         tr_log(TR_LOG_ERROR, "event=runtime_free_busy actors_left=%llu",
-               (unsigned long long)tr__load64(&rt->live));
+               (unsigned long long)tr__load_acq_64(&rt->live));
     }
     for (unsigned i = 0; i < rt->nworkers; i++) {
         tr__worker_fini(&rt->workers[i]);
@@ -206,10 +217,10 @@ unsigned tr_runtime_workers(const tr_runtime *rt)
 
 uint64_t tr_runtime_actor_count(const tr_runtime *rt)
 {
-    return tr__load64((uint64_t *)&rt->live);
+    return tr__load_acq_64((uint64_t *)&rt->live);
 }
 
 int tr_runtime_is_running(const tr_runtime *rt)
 {
-    return tr__load32((uint32_t *)&rt->state) == TR__RT_RUNNING;
+    return tr__load_acq_32((uint32_t *)&rt->state) == TR__RT_RUNNING;
 }

@@ -22,11 +22,13 @@ struct tr_runtime {
     uint32_t state;         /* any thread; atomics */
     uint32_t shutdown_req;  /* any thread; atomics: broadcast TR_MSG_SHUTDOWN */
     uint32_t force_req;     /* any thread; atomics: deadline passed, kill all */
-    uint32_t rr;            /* round-robin spawn cursor; atomics */
-    uint64_t live;          /* actors spawned and not reclaimed; atomics */
-    uint32_t foreign_reclaims; /* foreign threads inside actor_gone; atomics */
     pthread_mutex_t lock;   /* guards the wait for live == 0 */
     pthread_cond_t idle;
+    /* Written by every spawn and reclaim: a line of their own. */
+    _Alignas(64) uint64_t live; /* actors spawned and not reclaimed; atomics */
+    uint32_t foreign_reclaims; /* foreign threads inside actor_gone; atomics */
+    _Alignas(64) uint32_t rr; /* round-robin cursor for foreign spawns; atomics */
+    char pad_[60];
 };
 
 /* An actor was reclaimed: drops the live count, wakes a shutdown waiter. */

@@ -17,6 +17,7 @@ static void unlink_timer(tr_actor *a, tr__timer *t)
 static void free_timer(tr_actor *a, tr__timer *t)
 {
     ev_timer_stop(a->worker->loop, &t->w);
+    tr__worker_loop_use(a->worker, false);
     tr_msg_free(t->msg);
     free(t);
 }
@@ -74,6 +75,7 @@ static tr__timer *add_timer(tr_actor *self, uint8_t kind, tr_actor_id to, tr_msg
     ev_now_update(loop);
     ev_timer_init(&t->w, on_timer, after_ms / 1000.0, repeat_ms / 1000.0);
     ev_timer_start(loop, &t->w);
+    tr__worker_loop_use(self->worker, true); /* a busy worker must look at its loop */
     t->next = self->timers;
     self->timers = t;
     return t;

@@ -1,11 +1,14 @@
 #include "worker.h"
 
+#include <sched.h>
 #include <stdlib.h>
-#include <time.h>
+#include <string.h>
 
 #include "troupe/log.h"
 #include "atomic.h"
+#include "route.h"
 #include "runtime.h"
+#include "util.h"
 
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -15,22 +18,96 @@ static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
     (void)revents;
 }
 
-int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index)
+static void on_nowait(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(loop, w);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+/* Runs last among the prepare watchers, right before the loop would
+ * block: net/'s flush (an ev_prepare too) may just have made actors ready
+ * or queued messages for other workers. Publish those, and if work is
+ * ready here, make this iteration poll without blocking. */
+static void on_guard(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)revents;
+    tr__worker *w = tr__container_of(p, tr__worker, guard);
+    if (w->ndirty != 0) {
+        tr__route_publish(w);
+    }
+    if (w->run_head != NULL) {
+        ev_idle_start(loop, &w->nowait);
+    }
+}
+
+int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index, unsigned nworkers)
 {
     w->rt = rt;
     w->index = index;
+    w->out = calloc(nworkers, sizeof(*w->out));
+    w->dirty = calloc(nworkers, sizeof(*w->dirty));
+    w->inbox = aligned_alloc(64, sizeof(*w->inbox) * (nworkers + 1));
+    if (w->out == NULL || w->dirty == NULL || w->inbox == NULL) {
+        goto fail;
+    }
+    memset(w->inbox, 0, sizeof(*w->inbox) * (nworkers + 1));
     /* EVFLAG_NOSIGMASK: libev must not touch the application's signal
      * mask from our threads. */
     w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
     if (w->loop == NULL) {
-        return TR_ENOMEM;
+        goto fail;
     }
     ev_async_init(&w->wake, on_wake);
     /* The wake-up watcher stays referenced: with no active watcher at all,
      * ev_run(EVRUN_ONCE) would return at once instead of blocking, and an
      * idle worker would spin. */
     ev_async_start(w->loop, &w->wake);
+    ev_prepare_init(&w->guard, on_guard);
+    ev_set_priority(&w->guard, EV_MINPRI);
+    ev_prepare_start(w->loop, &w->guard);
+    ev_unref(w->loop);
+    ev_idle_init(&w->nowait, on_nowait);
+    ev_timer_init(&w->tick, on_tick, 0., 0.);
     return 0;
+fail:
+    free(w->out);
+    free(w->dirty);
+    free(w->inbox);
+    w->out = NULL;
+    w->dirty = NULL;
+    w->inbox = NULL;
+    return TR_ENOMEM;
+}
+
+/* Frees every message still in w's queues or chains (the runtime is being
+ * freed; no thread serves them any more). */
+static void free_queued(tr__worker *w)
+{
+    for (unsigned i = 0; i < w->rt->nworkers; i++) {
+        tr_msg *m = w->out[i].newest;
+        w->out[i].newest = w->out[i].oldest = NULL;
+        while (m != NULL) {
+            tr_msg *next = m->next;
+            tr__route_drop(m);
+            m = next;
+        }
+    }
+    w->ndirty = 0;
+    for (unsigned i = 0; i <= w->rt->nworkers; i++) {
+        tr_msg *m = tr__fas_sc_ptr((void **)&w->inbox[i].head, NULL);
+        while (m != NULL) {
+            tr_msg *next = m->next;
+            tr__route_drop(m);
+            m = next;
+        }
+    }
 }
 
 void tr__worker_fini(tr__worker *w)
@@ -40,11 +117,24 @@ void tr__worker_fini(tr__worker *w)
         w->ext = NULL;
         w->ext_free = NULL;
     }
+    if (w->inbox != NULL) {
+        free_queued(w);
+    }
     if (w->loop != NULL) {
+        ev_ref(w->loop);
+        ev_prepare_stop(w->loop, &w->guard);
+        ev_idle_stop(w->loop, &w->nowait);
+        ev_timer_stop(w->loop, &w->tick);
         ev_async_stop(w->loop, &w->wake);
         ev_loop_destroy(w->loop);
         w->loop = NULL;
     }
+    free(w->out);
+    free(w->dirty);
+    free(w->inbox);
+    w->out = NULL;
+    w->dirty = NULL;
+    w->inbox = NULL;
 }
 
 void tr__worker_wake(tr__worker *w)
@@ -52,54 +142,24 @@ void tr__worker_wake(tr__worker *w)
     ev_async_send(w->loop, &w->wake);
 }
 
-void tr__worker_enqueue(tr__worker *w, tr_actor *a)
+void tr__worker_loop_use(tr__worker *w, bool use)
 {
-    a->run_next = NULL;
-    if (tr__current_worker() == w) {
-        if (w->run_tail != NULL) {
-            w->run_tail->run_next = a;
-        } else {
-            w->run_head = a;
-        }
-        w->run_tail = a;
-        return;
-    }
-    void *old = tr__loadp((void **)&w->incoming);
-    do {
-        a->run_next = old;
-    } while (!tr__casp_value((void **)&w->incoming, old, a, &old));
-    /* The CAS was a full barrier: our push is visible before we read the
-     * flag, and the worker sets the flag before its last look. */
-    if (tr__load32(&w->sleeping)) {
-        tr__worker_wake(w);
+    if (use) {
+        w->loop_users++;
+    } else if (w->loop_users > 0) {
+        w->loop_users--;
     }
 }
 
-/* Moves the incoming stack (newest first) to the local queue, oldest first.
- * Returns 1 if it moved anything. */
-static int take_incoming(tr__worker *w)
+void tr__worker_enqueue(tr__worker *w, tr_actor *a)
 {
-    if (tr__loadp((void **)&w->incoming) == NULL) {
-        return 0;
-    }
-    tr_actor *a = tr__fasp((void **)&w->incoming, NULL);
-    tr_actor *fifo = NULL, *last = a;
-    while (a != NULL) {
-        tr_actor *next = a->run_next;
-        a->run_next = fifo;
-        fifo = a;
-        a = next;
-    }
-    if (fifo == NULL) {
-        return 0;
-    }
+    a->run_next = NULL;
     if (w->run_tail != NULL) {
-        w->run_tail->run_next = fifo;
+        w->run_tail->run_next = a;
     } else {
-        w->run_head = fifo;
+        w->run_head = a;
     }
-    w->run_tail = last;
-    return 1;
+    w->run_tail = a;
 }
 
 static tr_actor *pop_ready(tr__worker *w)
@@ -139,19 +199,37 @@ void tr__worker_list_remove(tr__worker *w, tr_actor *a)
     a->flags &= ~TR__A_LISTED;
 }
 
-/* Empties the ready queues. Queued actors keep scheduled == 1, so nobody
- * can queue them again: the caller may then kill them without leaving a
- * dangling queue entry. Actors that never started are killed here (their
- * init and terminate run), since they are on no list yet. */
+/* Lets muted actors whose receiver drained (or died) run again. */
+static void check_muted(tr__worker *w)
+{
+    tr_actor *a = w->muted;
+    while (a != NULL) {
+        tr_actor *next = a->run_next;
+        tr__slot *s = tr__slot_get(a->muted_by);
+        if (s == NULL || !tr__slot_is_alive(s, a->muted_by) || !tr__load_acq_8(&s->overloaded)) {
+            tr__actor_unmute(w, a);
+        }
+        a = next;
+    }
+}
+
+/* Empties the ready queue and the muted list. Queued actors keep
+ * TR__A_SCHEDULED, so nobody can queue them again: the caller may then
+ * kill them without leaving a dangling queue entry. Actors that never
+ * started are killed here (their init and terminate run), since they are
+ * on no list yet. */
 static void drain_queues(tr__worker *w)
 {
-    take_incoming(w);
+    tr__route_take_inbound(w);
+    while (w->muted != NULL) {
+        tr__actor_unmute(w, w->muted);
+    }
     tr_actor *a;
     while ((a = pop_ready(w)) != NULL) {
         if (!(a->flags & TR__A_STARTED)) {
             tr__actor_force_exit(a, TR_EXIT_KILLED);
         }
-        take_incoming(w);
+        tr__route_take_inbound(w);
     }
 }
 
@@ -166,6 +244,7 @@ void tr__worker_kill_all(tr__worker *w)
          * this worker, and those must leave the queue before they die. */
         tr__actor_force_exit(w->actors, TR_EXIT_KILLED);
     }
+    tr__route_publish(w);
 }
 
 static void broadcast_shutdown(tr__worker *w)
@@ -180,11 +259,11 @@ static void broadcast_shutdown(tr__worker *w)
 static void poll_control(tr__worker *w)
 {
     tr_runtime *rt = w->rt;
-    if (!w->shutdown_done && tr__load32(&rt->shutdown_req)) {
+    if (!w->shutdown_done && tr__load_acq_32(&rt->shutdown_req)) {
         w->shutdown_done = 1;
         broadcast_shutdown(w);
     }
-    if (!w->force_done && tr__load32(&rt->force_req)) {
+    if (!w->force_done && tr__load_acq_32(&rt->force_req)) {
         w->force_done = 1;
         unsigned n = 0;
         for (tr_actor *a = w->actors; a != NULL; a = a->list_next) {
@@ -197,64 +276,90 @@ static void poll_control(tr__worker *w)
     }
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int has_control(tr__worker *w)
 {
     tr_runtime *rt = w->rt;
-    return tr__load32(&w->stop) || (!w->shutdown_done && tr__load32(&rt->shutdown_req)) ||
-           (!w->force_done && tr__load32(&rt->force_req));
+    return tr__load_acq_32(&w->stop) || (!w->shutdown_done && tr__load_acq_32(&rt->shutdown_req)) ||
+           (!w->force_done && tr__load_acq_32(&rt->force_req));
 }
 
-/* How often an idle worker looks at its event loop while it polls for
- * actors. A look is an epoll_wait syscall (~1 us here); taking one every
- * time the worker runs out of actors made every cross-worker message pay
- * for it. I/O seen by an idle worker is late by at most this much. */
-#define LOOP_POLL_NS 10000u
-
-/* Runs the loop without blocking, unless it ran within LOOP_POLL_NS. */
+/* Runs the loop without blocking, if something on it needs looking at and
+ * it was not looked at within poll_us. */
 static void poll_loop(tr__worker *w, uint64_t now)
 {
-    if (now - w->last_poll_ns >= LOOP_POLL_NS) {
+    if (w->loop_users == 0 && !ev_is_active(&w->tick)) {
+        return;
+    }
+    if (now - w->last_poll_ns >= (uint64_t)w->rt->cfg.poll_us * 1000u) {
         w->last_poll_ns = now;
         ev_run(w->loop, EVRUN_NOWAIT);
+        tr__route_publish(w);
     }
 }
 
-/* Polls for work for up to spin_us, and the loop every LOOP_POLL_NS.
- * Returns 1 if some arrived. */
+/* How long a peer's beat may stand still before a spinner concludes it
+ * is not on a CPU (a neighbour process took it) and stops spinning. */
+#define STALL_NS 4000u
+
+/* Whether some other worker is awake and was seen making progress within
+ * STALL_NS: only such a peer can send us work soon. `seen` holds the
+ * beats last read and `moved_at` when one last changed. */
+static bool peer_running(tr__worker *w, uint64_t *seen, uint64_t *moved_at, uint64_t now)
+{
+    tr_runtime *rt = w->rt;
+    bool any = false;
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        tr__worker *p = &rt->workers[i];
+        if (p == w || tr__load_acq_32(&p->sleeping)) {
+            continue;
+        }
+        uint64_t b = tr__load_rlx_64(&p->beat);
+        if (b != seen[i]) {
+            seen[i] = b;
+            *moved_at = now;
+        }
+        any = true;
+    }
+    return any && now - *moved_at < STALL_NS;
+}
+
+/* Polls for work for up to spin_us while a peer is running. Returns 1 if
+ * some arrived. */
 static int spin(tr__worker *w)
 {
     unsigned spin_us = w->rt->cfg.spin_us;
-    if (spin_us == 0) {
+    if (spin_us == 0 || w->rt->nworkers < 2) {
         return 0;
     }
-    uint64_t deadline = now_ns() + (uint64_t)spin_us * 1000u;
+    uint64_t seen[64];
+    unsigned n = w->rt->nworkers < 64 ? w->rt->nworkers : 64;
+    memset(seen, 0xff, sizeof(seen[0]) * n);
+    uint64_t start = tr__now_ns(), moved_at = start;
+    uint64_t deadline = start + (uint64_t)spin_us * 1000u;
     for (unsigned i = 1;; i++) {
-        if (tr__loadp((void **)&w->incoming) != NULL || has_control(w)) {
+        if (tr__route_has_inbound(w) || has_control(w)) {
             return 1;
         }
         tr__pause();
-        if ((i & 63) == 0) {
-            uint64_t now = now_ns();
+        if ((i & 31) == 0) {
+            tr__store_rlx_64(&w->beat, w->beat + 1);
+            uint64_t now = tr__now_ns();
             poll_loop(w, now);
             if (w->run_head != NULL) {
                 return 1;
             }
-            if (now >= deadline) {
+            if (now >= deadline || (w->rt->nworkers <= 64 && !peer_running(w, seen, &moved_at, now))) {
                 return 0;
             }
         }
     }
 }
 
-/* Actor turns between two looks at the event loop when busy. */
+/* Actor turns between two looks at the queues and the loop when busy. */
 #define TURNS_PER_POLL 128
+
+/* How often muted actors are looked at while the worker is idle. */
+#define MUTE_TICK_S 100e-6
 
 static void *worker_main(void *arg)
 {
@@ -262,40 +367,60 @@ static void *worker_main(void *arg)
     tr__set_current(w, NULL);
     /* Whether work came from other threads since we last slept. Only then
      * is spinning worth it: a worker fed by its own sockets is woken by
-     * epoll anyway, and spinning would only add a poll syscall and burn
-     * CPU after every request. */
+     * epoll anyway, and spinning would only add CPU after every request. */
     int cross = 0;
-    while (!tr__load32(&w->stop)) {
+    while (!tr__load_acq_32(&w->stop)) {
         poll_control(w);
-        cross |= take_incoming(w);
+        cross |= tr__route_take_inbound(w);
+        if (w->muted != NULL) {
+            check_muted(w);
+        }
         tr_actor *a;
         unsigned turns = 0;
         while (turns < TURNS_PER_POLL && (a = pop_ready(w)) != NULL) {
             tr__actor_run(w, a);
+            if (w->ndirty != 0) {
+                tr__route_publish(w);
+            }
             if ((++turns & 15) == 0) {
-                cross |= take_incoming(w);
+                tr__store_rlx_64(&w->beat, w->beat + 1);
+                cross |= tr__route_take_inbound(w);
             }
         }
-        if (w->run_head != NULL || tr__loadp((void **)&w->incoming) != NULL) {
-            poll_loop(w, now_ns()); /* busy: I/O and timers still get served */
+        tr__store_rlx_64(&w->beat, w->beat + 1);
+        if (w->run_head != NULL || tr__route_has_inbound(w)) {
+            poll_loop(w, tr__now_ns()); /* busy: I/O and timers still get served */
             continue;
         }
+        if (w->muted != NULL) {
+            check_muted(w);
+            if (w->run_head != NULL) {
+                continue;
+            }
+        }
         if (cross) {
-            /* Idle after cross-thread work: let I/O and timers in (unless
-             * the loop was just polled), then poll the incoming stack for
-             * a short spell before sleeping. */
-            poll_loop(w, now_ns());
+            /* Idle after cross-thread work: let I/O and timers in, then
+             * poll the queues for a short spell before sleeping. */
+            poll_loop(w, tr__now_ns());
             if (w->run_head != NULL || spin(w)) {
                 continue;
             }
             cross = 0;
         }
-        tr__store32(&w->sleeping, 1);
-        tr__fence();
-        if (tr__loadp((void **)&w->incoming) == NULL && !has_control(w)) {
+        if (w->muted != NULL) {
+            /* Muted actors wait for another worker's actor to drain: look
+             * again soon even if nothing wakes us. */
+            ev_timer_set(&w->tick, MUTE_TICK_S, 0.);
+            ev_timer_start(w->loop, &w->tick);
+        }
+        tr__store_rel_32(&w->sleeping, 1);
+        tr__fence_sc();
+        if (!tr__route_has_inbound(w) && !has_control(w)) {
             ev_run(w->loop, EVRUN_ONCE);
         }
-        tr__store32(&w->sleeping, 0);
+        tr__store_rel_32(&w->sleeping, 0);
+        ev_timer_stop(w->loop, &w->tick);
+        tr__route_publish(w);
     }
     tr__worker_kill_all(w);
     tr__set_current(NULL, NULL);
@@ -317,7 +442,7 @@ void tr__worker_join(tr__worker *w)
     if (!w->started) {
         return;
     }
-    tr__store32(&w->stop, 1);
+    tr__store_rel_32(&w->stop, 1);
     tr__worker_wake(w);
     pthread_join(w->thread, NULL);
     w->started = 0;

@@ -1,18 +1,33 @@
 /* Design notes: workers and the scheduler.
  *
  * One thread per worker runs one libev loop and a ready queue of actors.
- * - Local queue (run_head/run_tail): owning worker only, no atomics. An
- *   actor made ready by code running on its own worker goes here.
- * - Incoming stack: actors made ready by other threads are pushed with one
- *   CAS; the worker takes the whole stack with one exchange.
- * - An actor is on at most one queue: whoever flips actor->scheduled from 0
- *   to 1 queues it; nobody else does.
- * - Sleeping: an idle worker first polls the incoming stack for spin_us,
- *   then sets `sleeping`, issues a full fence, checks the stack once more
- *   and only then blocks in ev_run. A sender pushes (a full barrier), then
- *   reads `sleeping` and calls ev_async_send only if it is set. One of the
- *   two always sees the other, so no wake-up is lost, and a worker that is
- *   awake costs its senders no syscall. */
+ * Everything about an actor (its mailbox, its `scheduled` mark, its place
+ * in the ready queue) is touched only by its own worker, with plain loads
+ * and stores. Other threads reach it through queues (route.c):
+ * - one per ordered pair of workers: the sender links messages into a
+ *   private chain and publishes the chain with one CAS at the end of the
+ *   actor turn (or loop iteration) that sent them;
+ * - one per worker for foreign threads (the application's own), a
+ *   lock-free stack pushed with one CAS per message.
+ * The receiving worker takes each queue with one exchange, checks every
+ * message's target generation itself and appends it to the mailbox.
+ *
+ * Sleeping: an idle worker may first spin for spin_us, but only while a
+ * peer worker is awake and making progress (its `beat` moves): a peer
+ * that a busy neighbour process has pushed off the CPU cannot answer, and
+ * spinning would only keep it off longer. Then it sets `sleeping`, issues
+ * a full fence, looks at its queues once more and only then blocks in
+ * ev_run. A sender publishes (a full barrier), then reads `sleeping` and
+ * calls ev_async_send only if it is set. One of the two always sees the
+ * other, so no wake-up is lost, and an awake worker costs its senders no
+ * syscall.
+ *
+ * Polling the loop while busy: an epoll_wait costs a syscall, so a busy
+ * worker looks at its loop only if something there needs it
+ * (`loop_users`: net/'s sockets, actor timers, an application watcher),
+ * at most every poll_us. Work made ready inside the loop just before it
+ * would block (net/'s flush in an ev_prepare) stops it from blocking (the
+ * `guard` prepare watcher runs last). */
 #ifndef TROUPE_RUNTIME_WORKER_H
 #define TROUPE_RUNTIME_WORKER_H
 
@@ -22,29 +37,53 @@
 
 #include "actor.h"
 
+/* A chain of messages for one worker, not yet published: newest first,
+ * linked through msg->next. Owner only. */
+typedef struct tr__pending {
+    tr_msg *newest;
+    tr_msg *oldest;
+} tr__pending;
+
+/* A queue from one thread (or from all foreign threads) to a worker: a
+ * stack of messages, newest first. One cache line each. */
+typedef struct tr__inbox {
+    _Alignas(64) tr_msg *head; /* producer pushes (CAS); owner takes (exchange) */
+    char pad_[56];
+} tr__inbox;
+
 typedef struct tr__worker {
     tr_runtime *rt;           /* immutable */
     unsigned index;           /* immutable */
     struct ev_loop *loop;     /* owning worker only (ev_async_send: any) */
     ev_async wake;
+    ev_prepare guard;         /* keeps ev_run from blocking with work ready */
+    ev_idle nowait;
+    ev_timer tick;            /* re-checks muted actors while idle */
     pthread_t thread;
     int started;
     tr_actor *run_head;       /* owning worker only */
     tr_actor *run_tail;
     tr_actor *actors;         /* started actors; owning worker only */
+    tr_actor *muted;          /* muted senders (actor.c); owner only */
     uint64_t next_ref;        /* monitor refs, timer and request ids; owner only */
     void *ext;                /* per-worker state of net/; owner only */
     void (*ext_free)(void *ext); /* called at tr__worker_fini */
     uint32_t shutdown_done;   /* owner only */
     uint32_t force_done;      /* owner only */
+    uint32_t loop_users;      /* owner only: see "Polling the loop" above */
+    uint32_t loop_exposed;    /* owner only: tr_actor_loop was called */
     uint64_t last_poll_ns;    /* owner only: last non-blocking look at the loop */
-    _Alignas(64) tr_actor *incoming; /* any thread pushes; owner takes */
-    uint32_t sleeping;        /* any thread; atomics */
+    tr__pending *out;         /* [nworkers] chains to publish; owner only */
+    uint32_t *dirty;          /* [nworkers] indexes of non-empty chains; owner only */
+    uint32_t ndirty;
+    tr__inbox *inbox;         /* [nworkers] from worker i; [nworkers]: foreign threads */
+    _Alignas(64) uint32_t sleeping; /* any thread reads; owner writes */
     uint32_t stop;            /* any thread; atomics */
-    char pad_[64];
+    _Alignas(64) uint64_t beat; /* owner bumps while awake; spinning peers read */
+    char pad_[56];
 } tr__worker;
 
-int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index);
+int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index, unsigned nworkers);
 void tr__worker_fini(tr__worker *w);
 int tr__worker_start(tr__worker *w);
 void tr__worker_join(tr__worker *w);
@@ -52,7 +91,8 @@ void tr__worker_join(tr__worker *w);
 /* Wakes the worker if it sleeps (any thread). */
 void tr__worker_wake(tr__worker *w);
 
-/* Queues a ready actor on w. The caller flipped a->scheduled to 1. */
+/* Queues a ready actor on its worker. The caller set TR__A_SCHEDULED.
+ * Owning worker only. */
 void tr__worker_enqueue(tr__worker *w, tr_actor *a);
 
 /* Adds/removes a started actor to/from the worker's list. Owner only. */
@@ -62,5 +102,10 @@ void tr__worker_list_remove(tr__worker *w, tr_actor *a);
 /* Forces every actor of w to exit, including ones not yet started.
  * Owner only (or single-threaded after join). */
 void tr__worker_kill_all(tr__worker *w);
+
+/* Something on w's loop needs it polled while the worker is busy (a
+ * socket, a timer, an application watcher); `use` false drops one.
+ * Owner only. */
+void tr__worker_loop_use(tr__worker *w, bool use);
 
 #endif

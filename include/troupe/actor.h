@@ -66,10 +66,10 @@ typedef enum tr_overflow {
 } tr_overflow;
 
 typedef struct tr_spawn_opts {
-    /* Worker index, or -1 (default): from an actor, the caller's own worker
-     * when `local` is set, otherwise round-robin. */
+    /* Worker index, or -1 (default): called on a worker of the runtime
+     * (from an actor, say), that worker, as Erlang and CAF place a new
+     * process next to its parent; from any other thread, round-robin. */
     int worker;
-    bool local;
     /* 0 (default): unbounded. Otherwise the most user messages queued. */
     uint32_t mailbox_capacity;
     tr_overflow overflow;
@@ -98,6 +98,11 @@ TR_API int tr_spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_sp
  * TR_ACTOR_NONE outside actors).
  * Returns 0, TR_ECLOSED if the actor has exited (or `to` is stale or none),
  * TR_EBUFFULL if its mailbox is bounded and full, TR_EINVAL if msg is NULL.
+ * An actor that exits while the message is on its way (another worker's
+ * queue) never sees it: the message is freed, as in Erlang.
+ * Backpressure: an actor that sends to an actor with thousands of queued
+ * messages is not run again until that mailbox drains (nothing is
+ * refused or lost; foreign threads are never held back).
  * Threads: any thread. */
 TR_API int tr_send(tr_actor_id to, tr_msg *msg);
 
@@ -151,7 +156,8 @@ TR_API int tr_demonitor(tr_actor *self, tr_actor_id target, uint64_t ref);
  * an ordinary message with TR_MSGF_REPLY and ref = *req_out; if none arrives
  * within timeout_ms, a TR_MSG_TIMEOUT with ref = *req_out arrives instead,
  * and a late reply is dropped. Nobody blocks. Takes msg in every case.
- * Returns 0, or the tr_send error (no TIMEOUT follows then). */
+ * Returns 0, TR_ENOMEM (nothing was sent), or the tr_send error (no
+ * TIMEOUT follows then). */
 TR_API int tr_request(tr_actor *self, tr_actor_id to, tr_msg *msg, uint32_t timeout_ms,
                       uint64_t *req_out);
 

@@ -56,6 +56,7 @@ enum tr_msg_type {
     TR_MSG__DEMONITOR = 17,
     TR_MSG__KILL = 18,
     TR_MSG__SUP_DEADLINE = 19,
+    TR_MSG__START = 20, /* schedules a new actor spawned from another thread */
     /* Network types are numbered by net/ from here. */
     TR_MSG__NET = 256,
     TR_MSG_USER = 0x10000
@@ -67,6 +68,7 @@ enum tr_msg_flag {
     TR_MSGF_REPLY = 1u << 1,   /* a reply: `ref` is the request id */
     TR_MSGF_SYSTEM = 1u << 2,  /* travels on the priority lane */
     TR_MSGF_CLAIMED = 1u << 3  /* private: receive took ownership */
+    /* Bits from 1 << 8 up are the runtime's own. */
 };
 
 typedef struct tr_msg tr_msg;
@@ -74,7 +76,8 @@ typedef struct tr_msg tr_msg;
 /* Fields are read-only for applications except where noted; use the
  * constructors below. */
 struct tr_msg {
-    tr_msg *next;      /* private: mailbox link */
+    tr_msg *next;      /* private: queue link */
+    tr_actor_id to_;   /* private: the target while in flight */
     uint32_t type;     /* a tr_msg_type, or an application type >= TR_MSG_USER */
     uint32_t flags;    /* tr_msg_flag bits */
     tr_actor_id from;  /* the sending actor, or TR_ACTOR_NONE from a foreign thread */

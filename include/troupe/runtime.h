@@ -26,8 +26,15 @@ typedef struct tr_runtime_config {
     /* How long an idle worker polls for work before it sleeps, in
      * microseconds. Waking a sleeping thread costs several microseconds, so
      * a short spell keeps cross-worker messaging fast; it is bounded, so an
-     * idle runtime still uses ~0% CPU. Default 50; 0 sleeps at once. */
+     * idle runtime still uses ~0% CPU. A worker spins only while another
+     * worker is awake and making progress (one pushed off its CPU by a
+     * neighbour process cannot answer). Default 50; 0 sleeps at once. */
     unsigned spin_us;
+    /* While busy with actors, how often a worker looks at its event loop
+     * (an epoll_wait) for sockets and timers, in microseconds: I/O waits
+     * at most this long behind a stream of actor turns. A worker whose
+     * loop has nothing to watch never looks. Default 100. */
+    unsigned poll_us;
 } tr_runtime_config;
 
 /* Fills cfg with the defaults above. */

@@ -104,8 +104,14 @@ TR_API int tr_server_shutdown(tr_server *srv, uint32_t timeout_ms);
  * once all are closed. Threads: not on a worker (blocks). */
 TR_API int tr_server_close(tr_server *srv);
 
-/* Closes if needed and frees. NULL is a no-op. Threads: not on a worker. */
-TR_API void tr_server_free(tr_server *srv);
+/* Closes if needed and frees. NULL is a no-op. Returns 0; TR_ETIMEDOUT
+ * if its accept agents or connections did not finish within 5 s (the
+ * server is then left allocated rather than freed under them); or
+ * TR_EDEADLK, doing nothing, when called on a worker.
+ * Connections may outlive the server briefly (until their actors are
+ * reclaimed): the settings they read stay alive until then.
+ * Threads: not on a worker (blocks). */
+TR_API int tr_server_free(tr_server *srv);
 
 /* States. Threads: any thread. */
 TR_API bool tr_server_is_running(const tr_server *srv);

@@ -359,7 +359,7 @@ static int observer_init(tr_actor *self, void *arg)
     O.observer = tr_self(self);
     tr_spawn_opts opts;
     tr_spawn_opts_defaults(&opts);
-    opts.local = true; /* same loop: its timers would fire before ours */
+    /* default placement from an actor: the same loop, so its timers would fire before ours */
     opts.monitor = true;
     opts.monitor_ref = &O.mref;
     tr_actor_id owner;
