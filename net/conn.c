@@ -127,7 +127,7 @@ void tr__conn_rearm(tr_conn *c)
     } else if ((c->flags & F_CLOSING) && c->out.bytes > 0) {
         CONSIDER(c->last_progress + c->cfg->linger_ms / 1000.0); /* see on_timer */
     }
-    if (c->flags & F_HPAUSE) {
+    if ((c->flags & F_HPAUSE) && c->retry_at != 0) {
         CONSIDER(c->retry_at);
     }
     if (c->cfg->idle_timeout_ms && !(c->flags & F_CLOSING) && (c->flags & F_CONNECTED)) {
@@ -245,6 +245,7 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
      * their reservations until handled (a client may reopen meanwhile). */
     tr__conn_unreserve(c, c->out.bytes);
     tr__outq_clear(&c->out);
+    tr__conn_room(c); /* waiters see the close */
     if (c->list != NULL) {
         if (c->list_prev != NULL) {
             c->list_prev->list_next = c->list_next;
@@ -340,7 +341,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         tr__conn_leave(x);
         return;
     }
-    if ((c->flags & F_HPAUSE) && now >= c->retry_at) {
+    if ((c->flags & F_HPAUSE) && c->retry_at != 0 && now >= c->retry_at) {
         c->flags &= ~F_HPAUSE;
         tr__conn_input(c, NULL, 0);
     }
@@ -503,6 +504,16 @@ static void conn_receive(tr_actor *self, tr_msg *m)
         break;
     case TR_MSG_SHUTDOWN:
         tr__conn_drain(c);
+        break;
+    case TR_MSG__ROOM:
+        /* The handler actor has room again (or is gone: the retry then
+         * reports it through the error policy). */
+        if ((c->flags & F_HPAUSE) && !(c->flags & F_CLOSED)) {
+            c->flags &= ~F_HPAUSE;
+            tr__conn_input(c, NULL, 0);
+            tr__conn_update_reading(c);
+            tr__conn_rearm(c);
+        }
         break;
     default:
         break;

@@ -121,6 +121,11 @@ extern const tr__transport tr__tcp_transport;
 struct tr_conn {
     uint64_t queued;         /* any thread; atomics: reserved + queued bytes */
     uint32_t closing;        /* any thread; atomics: sends refused once set */
+    /* tr_conn_send_wait: threads blocked on a full queue (they hold a pin)
+     * and a sequence they sleep on (a futex), bumped by the owner when the
+     * queue shrinks or the connection closes while someone waits. */
+    uint32_t room_waiters;   /* any thread; atomics */
+    uint32_t room_seq;       /* any thread; atomics */
     uint32_t flags;          /* owner only: F_* in conn.c */
     tr_actor *actor;         /* NULL for an embedded connection */
     tr_conn_id id;

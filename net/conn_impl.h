@@ -58,6 +58,9 @@ int tr__conn_keep_tail(tr_conn *c, const unsigned char *p, size_t n);
 void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 void tr__conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
 int tr__conn_reserve(tr_conn *c, size_t n);
+/* The queue shrank or the connection closed: wakes tr_conn_send_wait
+ * callers, if any (conn_send.c). */
+void tr__conn_room(tr_conn *c);
 int tr__conn_encode(tr_conn *c, size_t len, unsigned char *hdr, size_t *hl, unsigned char *trl,
                     size_t *tl);
 void tr__conn_overflow_exit(tr_conn *c);

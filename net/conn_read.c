@@ -118,8 +118,14 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
         }
         if (r > 0) {
             if (deliver(c, f.data, f.len) == RETRY) {
+                /* The handler actor tells us when it has room (or that it
+                 * is gone); only if we cannot even ask (out of memory) do
+                 * we look again after a while. */
                 c->flags |= F_HPAUSE;
-                c->retry_at = tr__conn_now(c) + HANDLER_RETRY_S;
+                c->retry_at = 0;
+                if (tr__actor_wait_room(c->cfg->handler_actor, tr_self(c->actor)) < 0) {
+                    c->retry_at = tr__conn_now(c) + HANDLER_RETRY_S;
+                }
                 tr__conn_rearm(c);
                 break;
             }

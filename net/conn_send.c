@@ -7,8 +7,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 
 #include "../runtime/atomic.h"
+#include "../runtime/util.h"
 #include "netw.h"
 #include "troupe/log.h"
 
@@ -92,31 +96,65 @@ int tr_conn_send_buf(tr_conn_id id, tr_buf *b)
     return send_any(id, tr_buf_data(b), tr_buf_len(b), b);
 }
 
+/* Sleeps until *addr is no longer `seen` (or a spurious wake-up), at most
+ * ns nanoseconds. */
+static void futex_wait(uint32_t *addr, uint32_t seen, int64_t ns)
+{
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+}
+
+void tr__conn_room(tr_conn *c)
+{
+    /* The caller just shrank `queued` (a full barrier) or set `closing`;
+     * a waiter registers (a full barrier) before it tries to send. One of
+     * the two sees the other. */
+    tr__fence_sc();
+    if (tr__load_acq_32(&c->room_waiters) != 0) {
+        tr__faa_sc_32(&c->room_seq, 1);
+        syscall(SYS_futex, &c->room_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    }
+}
+
 int tr_conn_send_wait(tr_conn_id id, const void *data, size_t len, uint32_t timeout_ms)
 {
     if (tr__current_worker() != NULL) {
         return TR_EDEADLK;
     }
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        int rc = tr_conn_send(id, data, len);
-        if (rc != TR_EBUFFULL) {
-            return rc;
-        }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        /* In ns first: a negative nsec difference divided on its own
-         * rounds towards zero and would end the wait up to 1 ms early. */
-        int64_t ns = (int64_t)(now.tv_sec - start.tv_sec) * 1000000000 +
-                     (int64_t)(now.tv_nsec - start.tv_nsec);
-        uint64_t ms = (uint64_t)(ns / 1000000);
-        if (ms >= timeout_ms) {
-            return TR_ETIMEDOUT;
-        }
-        /* The queue drains at network speed; poll it at a modest rate. */
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+    if (data == NULL && len > 0) {
+        return TR_EINVAL;
     }
+    /* The pin keeps the connection's record (and the futex word in it)
+     * alive while we sleep on it. */
+    tr__slot *slot;
+    tr_actor *a;
+    tr_conn *c = pin(id, &slot, &a);
+    if (c == NULL) {
+        return TR_ECLOSED;
+    }
+    uint64_t deadline = tr__now_ns() + (uint64_t)timeout_ms * 1000000u;
+    int rc;
+    for (;;) {
+        uint32_t seq = tr__load_acq_32(&c->room_seq);
+        tr__faa_sc_32(&c->room_waiters, 1);
+        rc = send_any(id, data, len, NULL);
+        if (rc != TR_EBUFFULL) {
+            tr__faa_sc_32(&c->room_waiters, UINT32_MAX);
+            break;
+        }
+        uint64_t now = tr__now_ns();
+        if (now >= deadline) {
+            tr__faa_sc_32(&c->room_waiters, UINT32_MAX);
+            rc = TR_ETIMEDOUT;
+            break;
+        }
+        /* Told when the queue shrinks; the owner bumps room_seq only while
+         * room_waiters says someone sleeps. */
+        futex_wait(&c->room_seq, seq, (int64_t)(deadline - now));
+        tr__faa_sc_32(&c->room_waiters, UINT32_MAX);
+    }
+    tr__actor_unpin(slot, a);
+    return rc;
 }
 
 static int post_ctl(tr_conn_id id, uint32_t type)

@@ -281,10 +281,19 @@ tr_msg *tr_msg_claim(tr_actor *self, tr_msg *msg)
 
 /* ---- exit and reclaim ---- */
 
-static void answer_monitor(void *ctx, tr_msg *mon)
+static void notify_room(tr_actor *a, bool gone);
+
+/* A MONITOR or ROOM_WAIT found in a dead actor's mailbox. */
+static void answer_late(void *ctx, tr_msg *m)
 {
     tr_actor *a = ctx;
-    tr__actor_monitor_gone(mon, a->id, a->exit_reason);
+    if (m->type == TR_MSG__MONITOR) {
+        tr__actor_monitor_gone(m, a->id, a->exit_reason);
+        return;
+    }
+    m->next = a->room_waiters;
+    a->room_waiters = m;
+    notify_room(a, true);
 }
 
 /* Runs after the slot says nobody can reach a any more: on its worker, or
@@ -293,7 +302,7 @@ static void reclaim(tr_actor *a)
 {
     tr_runtime *rt = a->worker->rt;
     /* A MONITOR that arrived after the exit still gets its DOWN. */
-    tr__mailbox_fini(&a->mbox, a->slot, answer_monitor, a);
+    tr__mailbox_fini(&a->mbox, a->slot, answer_late, a);
     if (a->on_reclaim != NULL) {
         a->on_reclaim(tr__actor_extra(a));
     }
@@ -330,6 +339,7 @@ static void finish_exit(tr_actor *a)
         a->monitors = mon->next;
         tr__actor_monitor_gone(mon, a->id, reason);
     }
+    notify_room(a, true);
     if (a->flags & TR__A_LISTED) {
         tr__worker_list_remove(a->worker, a);
     }
@@ -449,6 +459,10 @@ static void handle_sys(tr_actor *a, tr_msg *m)
     case TR_MSG__START:
         tr_msg_free(m);
         return;
+    case TR_MSG__ROOM_WAIT:
+        m->next = a->room_waiters;
+        a->room_waiters = m;
+        return;
     case TR_MSG_SHUTDOWN:
         receive(a, m);
         if (!(a->flags & TR__A_TRAP_SHUTDOWN)) {
@@ -459,6 +473,34 @@ static void handle_sys(tr_actor *a, tr_msg *m)
         receive(a, m);
         return;
     }
+}
+
+/* Answers every ROOM_WAIT if a user message would be accepted now (or,
+ * with `gone`, in any case: the waiters then learn the actor exited). */
+static void notify_room(tr_actor *a, bool gone)
+{
+    if (a->room_waiters == NULL || (!gone && !tr__route_has_room(a->slot))) {
+        return;
+    }
+    while (a->room_waiters != NULL) {
+        tr_msg *m = a->room_waiters;
+        a->room_waiters = m->next;
+        tr_actor_id waiter = m->from;
+        m->type = TR_MSG__ROOM;
+        m->from = a->id;
+        m->next = NULL;
+        tr__route(waiter, m, TR__LANE_SYS);
+    }
+}
+
+int tr__actor_wait_room(tr_actor_id target, tr_actor_id waiter)
+{
+    tr_msg *m = tr_msg_new(TR_MSG__ROOM_WAIT, NULL, 0);
+    if (m == NULL) {
+        return TR_ENOMEM;
+    }
+    m->from = waiter;
+    return tr__route(target, m, TR__LANE_SYS);
 }
 
 static void handle_user(tr_actor *a, tr_msg *m)
@@ -513,6 +555,7 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
         finish_exit(a);
         return;
     }
+    notify_room(a, false);
     if (a->slot->overloaded && a->mbox.depth < TR__OVERLOAD_LOW) {
         tr__store_rel_8(&a->slot->overloaded, 0);
     }

@@ -46,6 +46,7 @@ struct tr_actor {
     struct tr_actor *list_prev; /* worker's actor list; owning worker only */
     struct tr_actor *list_next;
     tr_msg *monitors;           /* MONITOR messages kept as watcher records; owner only */
+    tr_msg *room_waiters;       /* ROOM_WAIT messages kept until the mailbox has room */
     struct tr__timer *timers;   /* timers and pending requests; owner only */
     uint32_t flags;             /* TR__A_*; owner only */
     int exit_reason;            /* owner; read by the reclaimer after the slot CAS */
@@ -61,6 +62,12 @@ void tr__set_current(struct tr__worker *w, tr_actor *a);
 /* Sends m to `to` (m->from and flags already set). sys selects the priority
  * lane. Takes m in every case. Any thread. */
 int tr__send(tr_actor_id to, tr_msg *m, bool sys);
+
+/* Asks `target` (bounded mailbox) to send TR_MSG__ROOM to `waiter` once
+ * a user message would be accepted again (at once if it would be now, or
+ * if target is gone). Returns 0, TR_ENOMEM, or TR_ECLOSED (no answer will
+ * come: target is gone). Any thread. */
+int tr__actor_wait_room(tr_actor_id target, tr_actor_id waiter);
 
 /* A muted actor may run again (route.c). Owning worker. */
 void tr__actor_unmute(struct tr__worker *w, tr_actor *a);

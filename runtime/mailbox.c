@@ -28,7 +28,7 @@ static void free_lane(tr_msg *m, tr__slot *s, void (*on_monitor)(void *, tr_msg 
         tr_msg *next = m->next;
         m->next = NULL;
         tr__mailbox_unreserve(s, m);
-        if (m->type == TR_MSG__MONITOR && on_monitor != NULL) {
+        if ((m->type == TR_MSG__MONITOR || m->type == TR_MSG__ROOM_WAIT) && on_monitor != NULL) {
             on_monitor(ctx, m);
         } else {
             tr_msg_free(m);

@@ -45,7 +45,8 @@ typedef struct tr__mailbox {
 void tr__mailbox_init(tr__mailbox *mb, uint32_t capacity, tr_overflow overflow);
 
 /* Frees every queued message, giving reservations back to slot s. A
- * MONITOR still queued is handed to on_monitor (which takes it) instead.
+ * MONITOR or ROOM_WAIT still queued (it wants an answer) is handed to
+ * on_monitor (which takes it) instead.
  * Called once the actor is dead, by its reclaimer. */
 void tr__mailbox_fini(tr__mailbox *mb, tr__slot *s, void (*on_monitor)(void *ctx, tr_msg *m),
                       void *ctx);

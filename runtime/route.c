@@ -80,13 +80,25 @@ static void lane_flags(tr_msg *m, enum tr__lane lane)
     }
 }
 
+static uint32_t limit_of(uint32_t capacity, uint8_t overflow)
+{
+    if (overflow == TR_OVERFLOW_DROP_OLDEST) {
+        return capacity > UINT32_MAX / 2 ? UINT32_MAX : capacity * 2;
+    }
+    return capacity;
+}
+
+bool tr__route_has_room(tr__slot *s)
+{
+    uint32_t capacity = tr__load_acq_32(&s->capacity);
+    return capacity == 0 ||
+           tr__load_acq_32(&s->queued) < limit_of(capacity, tr__load_acq_8(&s->overflow));
+}
+
 /* Reserves room in a bounded mailbox. Returns 0 or TR_EBUFFULL. */
 static int reserve(tr__slot *s, tr_actor_id to, uint32_t capacity, uint8_t overflow)
 {
-    uint32_t limit = capacity;
-    if (overflow == TR_OVERFLOW_DROP_OLDEST) {
-        limit = capacity > UINT32_MAX / 2 ? UINT32_MAX : capacity * 2;
-    }
+    uint32_t limit = limit_of(capacity, overflow);
     if (tr__faa_sc_32(&s->queued, 1) < limit) {
         return 0;
     }
@@ -187,6 +199,16 @@ bool tr__route_has_inbound(tr__worker *w)
     return false;
 }
 
+/* A ROOM_WAIT for a gone actor: answer at once, so the waiter retries
+ * and learns it is gone. */
+static void answer_room(tr_msg *m)
+{
+    tr_actor_id waiter = m->from;
+    m->type = TR_MSG__ROOM;
+    m->from = m->to_;
+    tr__route(waiter, m, TR__LANE_SYS);
+}
+
 void tr__route_drop(tr_msg *m)
 {
     tr__slot *s = tr__slot_get(m->to_);
@@ -195,6 +217,10 @@ void tr__route_drop(tr_msg *m)
     }
     if (m->type == TR_MSG__MONITOR) {
         tr__actor_monitor_gone(m, m->to_, TR_EXIT_NOPROC);
+        return;
+    }
+    if (m->type == TR_MSG__ROOM_WAIT) {
+        answer_room(m);
         return;
     }
     tr_msg_free(m);

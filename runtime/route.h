@@ -9,6 +9,7 @@
 
 struct tr__worker;
 struct tr_actor;
+struct tr__slot;
 
 /* Lanes, as private message flags (with TR_MSGF_SYSTEM). */
 enum tr__lane { TR__LANE_USER = 0, TR__LANE_SYS = 1, TR__LANE_OVER = 2 };
@@ -35,6 +36,10 @@ bool tr__route_has_inbound(struct tr__worker *w);
 /* Takes every queue of w and hands each message to its actor (or frees
  * it if the actor is gone). Returns whether it took any. Owner only. */
 bool tr__route_take_inbound(struct tr__worker *w);
+
+/* Whether a user message sent to s's actor now would be accepted (the
+ * mailbox is unbounded or under its limit). Any thread (a snapshot). */
+bool tr__route_has_room(struct tr__slot *s);
 
 /* Frees a message that will never be delivered, giving back its mailbox
  * reservation; a MONITOR is answered with a DOWN (TR_EXIT_NOPROC). */

@@ -159,7 +159,9 @@ TR_API int tr_conn_send(tr_conn_id id, const void *data, size_t len);
 TR_API int tr_conn_send_buf(tr_conn_id id, tr_buf *b);
 
 /* Waits up to timeout_ms for room, then sends (the seed's WriteTimeout /
- * WriteBlocking). Returns as tr_conn_send, or TR_ETIMEDOUT.
+ * WriteBlocking). The caller sleeps until the connection's queue shrinks
+ * or it closes (it is told; it does not poll). Returns as tr_conn_send,
+ * or TR_ETIMEDOUT.
  * Threads: not on a worker (blocks); TR_EDEADLK there. */
 TR_API int tr_conn_send_wait(tr_conn_id id, const void *data, size_t len, uint32_t timeout_ms);
 

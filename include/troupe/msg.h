@@ -57,6 +57,8 @@ enum tr_msg_type {
     TR_MSG__KILL = 18,
     TR_MSG__SUP_DEADLINE = 19,
     TR_MSG__START = 20, /* schedules a new actor spawned from another thread */
+    TR_MSG__ROOM_WAIT = 21, /* `from` wants TR_MSG__ROOM once a bounded mailbox has room */
+    TR_MSG__ROOM = 22,      /* the answer (delivered to receive, on the system lane) */
     /* Network types are numbered by net/ from here. */
     TR_MSG__NET = 256,
     TR_MSG_USER = 0x10000
