@@ -28,8 +28,8 @@ enum {
 
 /* Actor backpressure (route.c): a mailbox with this many user messages
  * mutes its senders until it drains under the low mark. */
-#define TR__OVERLOAD_HIGH 8192u
-#define TR__OVERLOAD_LOW 2048u
+#define TR__OVERLOAD_HIGH 1024u
+#define TR__OVERLOAD_LOW 256u
 
 /* Every field belongs to the owning worker (other threads reach the actor
  * only through its slot and its worker's queues), except where noted.

@@ -13,22 +13,23 @@
  * kernels for Erlang/OTP and CAF, with the same shapes and sizes, so the
  * numbers can be compared run for run. Only the public API is used.
  *
- * Shapes (identical in the references):
- * - pingpong: one round trip = ping -> pong -> ping, 1,000,000 of them,
- *   with both actors on one worker (placement=local) and on two
- *   (placement=cross).
+ * Shapes (identical in the references). Every kernel's actors are spawned
+ * from inside an actor; placement=default leaves their worker to the
+ * runtime (a child goes on its spawner's worker, as in Erlang and CAF),
+ * the other placements pin them explicitly:
+ * - pingpong: one round trip = ping -> pong -> ping, 1,000,000 of them;
+ *   placement=default and placement=cross (ping on worker 0, pong on 1).
  * - counting: a producer actor sends 10,000,000 increments to a counter
  *   actor, then asks for the count; the counter replies with it.
+ *   placement=default and placement=spread (producer 0, counter 1).
  * - forkjoin: a driver actor sends 100,000 rounds of one message to each of
  *   60 actors; every message costs a sin() (Savina's performComputation);
- *   each actor reports when it has its 100,000.
- * - threadring: 503 actors in a ring pass a token 10,000,000 hops, all on
- *   one worker (placement=local; the references, which place actors
- *   themselves, use about one CPU for it: CPU time ~ wall time). Also with
- *   the default placement (round-robin, so every hop crosses workers:
- *   placement=spread), for 1,000,000 hops only: a hop there costs 10-200x
- *   more, the more the busier the machine, and the rate is steady, so the
- *   shorter run gives the same per_s.
+ *   each actor reports when it has its 100,000. placement=default and
+ *   placement=spread (actor i on worker i mod W).
+ * - threadring: 503 actors in a ring pass a token 10,000,000 hops
+ *   (placement=default); with actor i on worker i mod W, so every hop
+ *   crosses workers (placement=spread), 1,000,000 hops only: the rate is
+ *   steady, so the shorter run gives the same per_s.
  * - spawn: a parent actor spawns 1,000,000 children (default placement),
  *   at most 1,000 alive at once: it spawns 1,000, sends each its index, and
  *   spawns the next one for every answer; a child answers and exits.
@@ -217,6 +218,51 @@ static tr_actor_id spawn_on(tr_runtime *rt, const tr_behavior *b, void *arg, int
     return id;
 }
 
+/* Runs fn(arg) inside an actor on a worker, and waits for it: spawns made
+ * there with the default placement go where the runtime puts an actor's
+ * children (its own worker), as the references' kernels spawn from a
+ * process of theirs. Explicit workers pin, wherever they are asked from. */
+typedef struct setup_call {
+    void (*fn)(void *arg);
+    void *arg;
+} setup_call;
+
+static pthread_mutex_t setup_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t setup_cond = PTHREAD_COND_INITIALIZER;
+static int setup_done;
+
+static void setup_receive(tr_actor *self, tr_msg *m)
+{
+    setup_call call;
+    memcpy(&call, tr_msg_data(m), sizeof(call));
+    call.fn(call.arg);
+    tr_exit(self, TR_EXIT_NORMAL);
+    pthread_mutex_lock(&setup_lock);
+    setup_done = 1;
+    pthread_cond_signal(&setup_cond);
+    pthread_mutex_unlock(&setup_lock);
+}
+
+static const tr_behavior setup_b = {.name = "setup", .receive = setup_receive};
+
+static void setup_in_actor(tr_runtime *rt, void (*fn)(void *), void *arg)
+{
+    setup_call call = {fn, arg};
+    tr_actor_id root = spawn_on(rt, &setup_b, NULL, 0);
+    pthread_mutex_lock(&setup_lock);
+    setup_done = 0;
+    pthread_mutex_unlock(&setup_lock);
+    if (tr_send_copy(root, MSG_START, &call, sizeof(call)) < 0) {
+        fprintf(stderr, "setup: send failed\n");
+        exit(1);
+    }
+    pthread_mutex_lock(&setup_lock);
+    while (!setup_done) {
+        pthread_cond_wait(&setup_cond, &setup_lock);
+    }
+    pthread_mutex_unlock(&setup_lock);
+}
+
 /* Sends a message with a 64-bit payload (or none). Failing to send is a
  * failed kernel: report it and stop. */
 static void send_u64(tr_actor_id to, uint32_t type, uint64_t v)
@@ -283,11 +329,26 @@ static void ping_receive(tr_actor *self, tr_msg *m)
 static const tr_behavior ping_b = {.name = "ping", .receive = ping_receive};
 static const tr_behavior pong_b = {.name = "pong", .receive = pong_receive};
 
-static int run_pingpong_at(unsigned workers, const char *placement, int pong_worker)
+typedef struct pp_setup {
+    tr_runtime *rt;
+    int ping_worker, pong_worker;
+    tr_actor_id ping, pong;
+} pp_setup;
+
+static void pingpong_setup(void *arg)
+{
+    pp_setup *p = arg;
+    p->ping = spawn_on(p->rt, &ping_b, NULL, p->ping_worker);
+    p->pong = spawn_on(p->rt, &pong_b, NULL, p->pong_worker);
+}
+
+static int run_pingpong_at(unsigned workers, const char *placement, int ping_worker,
+                           int pong_worker)
 {
     tr_runtime *rt = runtime_up(workers);
-    tr_actor_id ping = spawn_on(rt, &ping_b, NULL, 0);
-    tr_actor_id pong = spawn_on(rt, &pong_b, NULL, pong_worker);
+    pp_setup ps = {rt, ping_worker, pong_worker, TR_ACTOR_NONE, TR_ACTOR_NONE};
+    setup_in_actor(rt, pingpong_setup, &ps);
+    tr_actor_id ping = ps.ping, pong = ps.pong;
     meter m;
     meter_start(&m);
     tr_send_copy(ping, MSG_START, &pong, sizeof(pong));
@@ -300,12 +361,12 @@ static int run_pingpong_at(unsigned workers, const char *placement, int pong_wor
 
 static int run_pingpong(unsigned workers)
 {
-    int ok = run_pingpong_at(workers, "local", 0);
+    int ok = run_pingpong_at(workers, "default", -1, -1);
     if (workers < 2) {
         printf("troupe pingpong cross: skipped (needs 2 workers)\n");
         return ok;
     }
-    return run_pingpong_at(workers, "cross", 1) && ok;
+    return run_pingpong_at(workers, "cross", 0, 1) && ok;
 }
 
 /* ---- counting ---- */
@@ -356,20 +417,38 @@ static void producer_receive(tr_actor *self, tr_msg *m)
 static const tr_behavior producer_b = {.name = "producer", .receive = producer_receive};
 static const tr_behavior counter_b = {.name = "counter", .receive = counter_receive};
 
-static int run_counting(unsigned workers)
+static void counting_setup(void *arg)
+{
+    pp_setup *p = arg;
+    p->ping = spawn_on(p->rt, &producer_b, NULL, p->ping_worker);
+    p->pong = spawn_on(p->rt, &counter_b, NULL, p->pong_worker);
+}
+
+static int run_counting_at(unsigned workers, const char *placement, int producer_worker,
+                           int counter_worker)
 {
     tr_runtime *rt = runtime_up(workers);
     counter_value = 0;
-    tr_actor_id producer_id = spawn_on(rt, &producer_b, NULL, -1);
-    tr_actor_id counter_id = spawn_on(rt, &counter_b, NULL, -1);
+    pp_setup ps = {rt, producer_worker, counter_worker, TR_ACTOR_NONE, TR_ACTOR_NONE};
+    setup_in_actor(rt, counting_setup, &ps);
+    tr_actor_id producer_id = ps.ping, counter_id = ps.pong;
     meter m;
     meter_start(&m);
     tr_send_copy(producer_id, MSG_START, &counter_id, sizeof(counter_id));
     int ok = done_wait();
     if (ok) {
-        report(&m, "counting", NULL, workers, COUNTING_N, "messages");
+        report(&m, "counting", placement, workers, COUNTING_N, "messages");
     }
     return runtime_down(rt) && ok;
+}
+
+static int run_counting(unsigned workers)
+{
+    int ok = run_counting_at(workers, "default", -1, -1);
+    if (workers < 2) {
+        return ok;
+    }
+    return run_counting_at(workers, "spread", 0, 1) && ok;
 }
 
 /* ---- forkjoin (throughput) ---- */
@@ -443,24 +522,48 @@ static void fj_driver_receive(tr_actor *self, tr_msg *m)
 static const tr_behavior fj_b = {.name = "fj", .init = fj_init, .receive = fj_receive};
 static const tr_behavior fj_driver_b = {.name = "fj_driver", .receive = fj_driver_receive};
 
-static int run_forkjoin(unsigned workers)
+typedef struct fj_setup {
+    tr_runtime *rt;
+    unsigned spread; /* 0: default placement; else the worker count to spread over */
+    tr_actor_id driver;
+} fj_setup;
+
+static void forkjoin_setup(void *arg)
+{
+    fj_setup *f = arg;
+    f->driver = spawn_on(f->rt, &fj_driver_b, NULL, f->spread ? 0 : -1);
+    for (unsigned i = 0; i < FORKJOIN_ACTORS; i++) {
+        fj_ids[i] = spawn_on(f->rt, &fj_b, &fj_workers[i], f->spread ? (int)(i % f->spread) : -1);
+    }
+}
+
+static int run_forkjoin_at(unsigned workers, const char *placement, unsigned spread)
 {
     tr_runtime *rt = runtime_up(workers);
     memset(fj_workers, 0, sizeof(fj_workers));
     fj_rounds_sent = 0;
     fj_done = 0;
-    tr_actor_id driver = spawn_on(rt, &fj_driver_b, NULL, -1);
-    for (unsigned i = 0; i < FORKJOIN_ACTORS; i++) {
-        fj_ids[i] = spawn_on(rt, &fj_b, &fj_workers[i], -1);
-    }
+    fj_setup fs = {rt, spread, TR_ACTOR_NONE};
+    setup_in_actor(rt, forkjoin_setup, &fs);
+    tr_actor_id driver = fs.driver;
     meter m;
     meter_start(&m);
     send_u64(driver, MSG_START, 0);
     int ok = done_wait();
     if (ok) {
-        report(&m, "forkjoin", NULL, workers, (uint64_t)FORKJOIN_ACTORS * FORKJOIN_N, "messages");
+        report(&m, "forkjoin", placement, workers, (uint64_t)FORKJOIN_ACTORS * FORKJOIN_N,
+               "messages");
     }
     return runtime_down(rt) && ok;
+}
+
+static int run_forkjoin(unsigned workers)
+{
+    int ok = run_forkjoin_at(workers, "default", 0);
+    if (workers < 2) {
+        return ok;
+    }
+    return run_forkjoin_at(workers, "spread", workers) && ok;
 }
 
 /* ---- threadring ---- */
@@ -489,12 +592,26 @@ static int ring_init(tr_actor *self, void *arg)
 
 static const tr_behavior ring_b = {.name = "ring", .init = ring_init, .receive = ring_receive};
 
-static int run_threadring_at(unsigned workers, const char *placement, int worker, uint64_t hops)
+typedef struct ring_setup {
+    tr_runtime *rt;
+    unsigned spread; /* 0: default placement; else the worker count to spread over */
+} ring_setup;
+
+static void threadring_setup(void *arg)
+{
+    ring_setup *r = arg;
+    for (unsigned i = 0; i < RING_ACTORS; i++) {
+        ring[i] = spawn_on(r->rt, &ring_b, (void *)(uintptr_t)i,
+                           r->spread ? (int)(i % r->spread) : -1);
+    }
+}
+
+static int run_threadring_at(unsigned workers, const char *placement, unsigned spread,
+                             uint64_t hops)
 {
     tr_runtime *rt = runtime_up(workers);
-    for (unsigned i = 0; i < RING_ACTORS; i++) {
-        ring[i] = spawn_on(rt, &ring_b, (void *)(uintptr_t)i, worker);
-    }
+    ring_setup rs = {rt, spread};
+    setup_in_actor(rt, threadring_setup, &rs);
     meter m;
     meter_start(&m);
     /* The ring[] writes happen before this send, which publishes them. */
@@ -508,8 +625,11 @@ static int run_threadring_at(unsigned workers, const char *placement, int worker
 
 static int run_threadring(unsigned workers)
 {
-    int ok = run_threadring_at(workers, "local", 0, RING_HOPS);
-    return run_threadring_at(workers, "spread", -1, RING_HOPS_SPREAD) && ok;
+    int ok = run_threadring_at(workers, "default", 0, RING_HOPS);
+    if (workers < 2) {
+        return ok;
+    }
+    return run_threadring_at(workers, "spread", workers, RING_HOPS_SPREAD) && ok;
 }
 
 /* ---- spawn ---- */
