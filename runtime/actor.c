@@ -11,8 +11,10 @@
 #include "timer.h"
 #include "worker.h"
 
-static _Thread_local tr__worker *cur_worker;
-static _Thread_local tr_actor *cur_actor;
+/* initial-exec: the library is position independent, and the default
+ * TLS model would call __tls_get_addr on every send. */
+static _Thread_local __attribute__((tls_model("initial-exec"))) tr__worker *cur_worker;
+static _Thread_local __attribute__((tls_model("initial-exec"))) tr_actor *cur_actor;
 
 tr__worker *tr__current_worker(void)
 {

@@ -3,12 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msg_alloc.h"
+
 static tr_msg *alloc_msg(uint32_t type, size_t inline_len)
 {
-    if (inline_len > SIZE_MAX - sizeof(tr_msg)) {
-        return NULL;
-    }
-    tr_msg *m = malloc(sizeof(*m) + inline_len);
+    tr_msg *m = tr__msg_alloc(inline_len);
     if (m == NULL) {
         return NULL;
     }
@@ -66,5 +65,5 @@ void tr_msg_free(tr_msg *m)
         return;
     }
     tr_buf_release(m->buf);
-    free(m);
+    tr__msg_release(m);
 }

@@ -36,6 +36,7 @@
 #include "actor.h"
 #include "atomic.h"
 #include "runtime.h"
+#include "util.h"
 #include "worker.h"
 
 static void push_stack(tr_msg **head, tr_msg *newest, tr_msg *oldest)
@@ -49,11 +50,14 @@ static void push_stack(tr_msg **head, tr_msg *newest, tr_msg *oldest)
     } while (!tr__cas_sc_ptr_value((void **)head, old, newest, &old));
 }
 
-static void wake_if_sleeping(tr__worker *w)
+/* Returns whether w was asleep (and is now being woken). */
+static bool wake_if_sleeping(tr__worker *w)
 {
     if (tr__load_acq_32(&w->sleeping)) {
         tr__worker_wake(w);
+        return true;
     }
+    return false;
 }
 
 void tr__deliver(tr__worker *w, tr_actor *a, tr_msg *m)
@@ -184,7 +188,9 @@ void tr__route_publish(tr__worker *w)
         tr__pending *p = &w->out[d];
         push_stack(&all[d].inbox[w->index].head, p->newest, p->oldest);
         p->newest = p->oldest = NULL;
-        wake_if_sleeping(&all[d]);
+        if (wake_if_sleeping(&all[d])) {
+            w->woke_ns[d] = tr__now_ns(); /* it is coming: worth spinning for (worker.c) */
+        }
     }
     w->ndirty = 0;
 }

@@ -6,6 +6,7 @@
 
 #include "troupe/log.h"
 #include "atomic.h"
+#include "msg_alloc.h"
 #include "route.h"
 #include "runtime.h"
 #include "util.h"
@@ -53,8 +54,9 @@ int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index, unsigned nwor
     w->index = index;
     w->out = calloc(nworkers, sizeof(*w->out));
     w->dirty = calloc(nworkers, sizeof(*w->dirty));
+    w->woke_ns = calloc(nworkers, sizeof(*w->woke_ns));
     w->inbox = aligned_alloc(64, sizeof(*w->inbox) * (nworkers + 1));
-    if (w->out == NULL || w->dirty == NULL || w->inbox == NULL) {
+    if (w->out == NULL || w->dirty == NULL || w->woke_ns == NULL || w->inbox == NULL) {
         goto fail;
     }
     memset(w->inbox, 0, sizeof(*w->inbox) * (nworkers + 1));
@@ -79,6 +81,8 @@ int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index, unsigned nwor
 fail:
     free(w->out);
     free(w->dirty);
+    free(w->woke_ns);
+    w->woke_ns = NULL;
     free(w->inbox);
     w->out = NULL;
     w->dirty = NULL;
@@ -131,9 +135,11 @@ void tr__worker_fini(tr__worker *w)
     }
     free(w->out);
     free(w->dirty);
+    free(w->woke_ns);
     free(w->inbox);
     w->out = NULL;
     w->dirty = NULL;
+    w->woke_ns = NULL;
     w->inbox = NULL;
 }
 
@@ -302,15 +308,23 @@ static void poll_loop(tr__worker *w, uint64_t now)
 #define STALL_NS 4000u
 
 /* Whether some other worker is awake and was seen making progress within
- * STALL_NS: only such a peer can send us work soon. `seen` holds the
- * beats last read and `moved_at` when one last changed. */
+ * STALL_NS, or was just woken by us (it is on its way, with our message):
+ * only such a peer can send us work soon. `seen` holds the beats last
+ * read and `moved_at` when one last changed. */
 static bool peer_running(tr__worker *w, uint64_t *seen, uint64_t *moved_at, uint64_t now)
 {
     tr_runtime *rt = w->rt;
     bool any = false;
     for (unsigned i = 0; i < rt->nworkers; i++) {
         tr__worker *p = &rt->workers[i];
-        if (p == w || tr__load_acq_32(&p->sleeping)) {
+        if (p == w) {
+            continue;
+        }
+        if (tr__load_acq_32(&p->sleeping)) {
+            if (now - w->woke_ns[i] < (uint64_t)rt->cfg.spin_us * 1000u) {
+                *moved_at = now;
+                any = true;
+            }
             continue;
         }
         uint64_t b = tr__load_rlx_64(&p->beat);
@@ -323,8 +337,8 @@ static bool peer_running(tr__worker *w, uint64_t *seen, uint64_t *moved_at, uint
     return any && now - *moved_at < STALL_NS;
 }
 
-/* Polls for work for up to spin_us while a peer is running. Returns 1 if
- * some arrived. */
+/* Polls for work (and for muted actors that may run again) for up to
+ * spin_us while a peer is running. Returns 1 if some arrived. */
 static int spin(tr__worker *w)
 {
     unsigned spin_us = w->rt->cfg.spin_us;
@@ -345,6 +359,9 @@ static int spin(tr__worker *w)
             tr__store_rlx_64(&w->beat, w->beat + 1);
             uint64_t now = tr__now_ns();
             poll_loop(w, now);
+            if (w->muted != NULL) {
+                check_muted(w); /* their receiver drains on another worker */
+            }
             if (w->run_head != NULL) {
                 return 1;
             }
@@ -365,6 +382,7 @@ static void *worker_main(void *arg)
 {
     tr__worker *w = arg;
     tr__set_current(w, NULL);
+    tr__msg_cache_attach();
     /* Whether work came from other threads since we last slept. Only then
      * is spinning worth it: a worker fed by its own sockets is woken by
      * epoll anyway, and spinning would only add CPU after every request. */
@@ -413,6 +431,7 @@ static void *worker_main(void *arg)
             ev_timer_set(&w->tick, MUTE_TICK_S, 0.);
             ev_timer_start(w->loop, &w->tick);
         }
+        tr__msg_cache_flush(); /* blocks freed here go home before we sleep */
         tr__store_rel_32(&w->sleeping, 1);
         tr__fence_sc();
         if (!tr__route_has_inbound(w) && !has_control(w)) {
@@ -423,6 +442,7 @@ static void *worker_main(void *arg)
         tr__route_publish(w);
     }
     tr__worker_kill_all(w);
+    tr__msg_cache_detach();
     tr__set_current(NULL, NULL);
     return NULL;
 }

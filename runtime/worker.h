@@ -51,33 +51,40 @@ typedef struct tr__inbox {
     char pad_[56];
 } tr__inbox;
 
+/* Laid out by who touches what: other threads read the first line (set
+ * once) and `sleeping`; the owner writes the rest all the time, so none of
+ * that may share a line with what senders read. */
 typedef struct tr__worker {
-    tr_runtime *rt;           /* immutable */
-    unsigned index;           /* immutable */
+    /* Immutable once started; read by senders. */
+    _Alignas(64) tr_runtime *rt;
+    unsigned index;
     struct ev_loop *loop;     /* owning worker only (ev_async_send: any) */
+    tr__inbox *inbox;         /* [nworkers] from worker i; [nworkers]: foreign threads */
+    pthread_t thread;
+    int started;
+    /* Owning worker only. */
+    _Alignas(64) tr_actor *run_head;
+    tr_actor *run_tail;
+    tr_actor *actors;         /* started actors */
+    tr_actor *muted;          /* muted senders (actor.c) */
+    uint64_t next_ref;        /* monitor refs, timer and request ids */
+    void *ext;                /* per-worker state of net/ */
+    void (*ext_free)(void *ext); /* called at tr__worker_fini */
+    uint32_t shutdown_done;
+    uint32_t force_done;
+    uint32_t loop_users;      /* see "Polling the loop" above */
+    uint32_t loop_exposed;    /* tr_actor_loop was called */
+    uint64_t last_poll_ns;    /* last non-blocking look at the loop */
+    tr__pending *out;         /* [nworkers] chains to publish */
+    uint32_t *dirty;          /* [nworkers] indexes of non-empty chains */
+    uint32_t ndirty;
+    uint64_t *woke_ns;        /* [nworkers] when we last woke worker i */
     ev_async wake;
     ev_prepare guard;         /* keeps ev_run from blocking with work ready */
     ev_idle nowait;
     ev_timer tick;            /* re-checks muted actors while idle */
-    pthread_t thread;
-    int started;
-    tr_actor *run_head;       /* owning worker only */
-    tr_actor *run_tail;
-    tr_actor *actors;         /* started actors; owning worker only */
-    tr_actor *muted;          /* muted senders (actor.c); owner only */
-    uint64_t next_ref;        /* monitor refs, timer and request ids; owner only */
-    void *ext;                /* per-worker state of net/; owner only */
-    void (*ext_free)(void *ext); /* called at tr__worker_fini */
-    uint32_t shutdown_done;   /* owner only */
-    uint32_t force_done;      /* owner only */
-    uint32_t loop_users;      /* owner only: see "Polling the loop" above */
-    uint32_t loop_exposed;    /* owner only: tr_actor_loop was called */
-    uint64_t last_poll_ns;    /* owner only: last non-blocking look at the loop */
-    tr__pending *out;         /* [nworkers] chains to publish; owner only */
-    uint32_t *dirty;          /* [nworkers] indexes of non-empty chains; owner only */
-    uint32_t ndirty;
-    tr__inbox *inbox;         /* [nworkers] from worker i; [nworkers]: foreign threads */
-    _Alignas(64) uint32_t sleeping; /* any thread reads; owner writes */
+    /* Any thread reads; the owner writes when it goes to sleep or wakes. */
+    _Alignas(64) uint32_t sleeping;
     uint32_t stop;            /* any thread; atomics */
     _Alignas(64) uint64_t beat; /* owner bumps while awake; spinning peers read */
     char pad_[56];

@@ -80,6 +80,7 @@ typedef struct tr_msg tr_msg;
 struct tr_msg {
     tr_msg *next;      /* private: queue link */
     tr_actor_id to_;   /* private: the target while in flight */
+    void *home_;       /* private: the allocator cache it goes back to */
     uint32_t type;     /* a tr_msg_type, or an application type >= TR_MSG_USER */
     uint32_t flags;    /* tr_msg_flag bits */
     tr_actor_id from;  /* the sending actor, or TR_ACTOR_NONE from a foreign thread */

@@ -2,13 +2,17 @@
 # Runs the actor kernels for troupe and its references (Erlang/OTP, CAF)
 # interleaved, and prints per-kernel medians and troupe/reference ratios.
 #
-#   test/bench/run-actors.sh [--rounds N] [--workers N] [KERNEL...]
+#   test/bench/run-actors.sh [--rounds N] [--workers N] [--noisy] [KERNEL...]
 #
 # For each kernel it runs troupe, erlang, caf, troupe, erlang, caf, ... for
 # N rounds (default 3), each run a fresh process. Absolute times on a shared
 # VM drift by tens of percent within minutes, so the ratios are taken per
 # round, between runs made seconds apart, and the median of those is
 # reported. A ratio above 1 means troupe does more per second.
+#
+# --noisy runs one busy-looping process (sh -c 'while :; do :; done')
+# beside every run of every implementation, as on a shared server where
+# some other process always wants a core.
 #
 # Environment: BUILD (build directory, default build), JOBS (default 2).
 # As root it installs missing reference runtimes (erlang-base, libcaf-dev);
@@ -20,6 +24,7 @@ BUILD=${BUILD:-build}
 JOBS=${JOBS:-2}
 ROUNDS=${ROUNDS:-3}
 WORKERS=2
+NOISY=0
 KERNELS=()
 ALL_KERNELS=(pingpong counting forkjoin threadring spawn)
 
@@ -27,7 +32,8 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    --noisy) NOISY=1; shift ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) KERNELS+=("$1"); shift ;;
     esac
@@ -90,11 +96,23 @@ command_for() { # impl kernel: sets CMD
 # ---- run, interleaved ----
 LOG="$BUILD/bench-actors.log"
 RESULTS=$(mktemp)
-trap 'rm -f "$RESULTS"' EXIT
 : >"$LOG"
 failed=0
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r)"
-echo "impls: ${IMPLS[*]}; workers=$WORKERS; rounds=$ROUNDS; raw output: $LOG"
+echo "impls: ${IMPLS[*]}; workers=$WORKERS; rounds=$ROUNDS; noisy=$NOISY; raw output: $LOG"
+NOISE_PID=""
+noise_start() {
+    [ "$NOISY" = 1 ] || return 0
+    sh -c 'while :; do :; done' &
+    NOISE_PID=$!
+}
+noise_stop() {
+    [ -n "$NOISE_PID" ] || return 0
+    kill "$NOISE_PID" 2>/dev/null || true
+    wait "$NOISE_PID" 2>/dev/null || true
+    NOISE_PID=""
+}
+trap 'noise_stop; rm -f "${RESULTS:-}"' EXIT
 # Other processes on the machine skew cross-thread hand-offs most: say how
 # busy it was (load average; share of time some task waited for a CPU).
 contention() {
@@ -106,10 +124,12 @@ for k in "${KERNELS[@]}"; do
     for r in $(seq 1 "$ROUNDS"); do
         for impl in "${IMPLS[@]}"; do
             command_for "$impl" "$k"
+            noise_start
             out=$(timeout 900 "${CMD[@]}" 2>&1) || {
                 echo "FAILED: $impl $k (round $r)"
                 failed=1
             }
+            noise_stop
             printf '%s\n' "$out" >>"$LOG"
             { printf '%s\n' "$out" | grep '^RESULT ' || true; } |
                 sed "s/^RESULT /RESULT round=$r /" | tee -a "$RESULTS"
