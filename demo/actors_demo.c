@@ -34,11 +34,11 @@ static int node_init(tr_actor *self, void *arg)
 static void node_receive(tr_actor *self, tr_msg *m)
 {
     node *n = tr_actor_state(self);
-    if (m->type == MSG_NEXT) {
+    if (tr_msg_type(m) == MSG_NEXT) {
         memcpy(&n->next, tr_msg_data(m), sizeof(n->next));
         return;
     }
-    if (m->type != MSG_TOKEN) {
+    if (tr_msg_type(m) != MSG_TOKEN) {
         return; /* TR_MSG_SHUTDOWN at the end: the runtime then stops us */
     }
     uint64_t hops;

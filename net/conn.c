@@ -11,6 +11,7 @@
 
 #include "../runtime/actor.h"
 #include "../runtime/atomic.h"
+#include "../runtime/msg_impl.h"
 #include "../runtime/worker.h"
 #include "addr.h"
 #include "netw.h"
@@ -592,20 +593,21 @@ tr__conn_cfg *tr__conn_cfg_new(void)
     tr__conn_cfg *cfg = calloc(1, sizeof(*cfg));
     if (cfg != NULL) {
         cfg->refs = 1;
+        cfg->counted = true;
     }
     return cfg;
 }
 
 void tr__conn_cfg_retain(const tr__conn_cfg *cfg)
 {
-    if (cfg->refs != 0) {
+    if (cfg->counted) {
         tr__faa_sc_32((uint32_t *)&cfg->refs, 1);
     }
 }
 
 void tr__conn_cfg_release(const tr__conn_cfg *cfg)
 {
-    if (cfg == NULL || cfg->refs == 0) {
+    if (cfg == NULL || !cfg->counted) {
         return;
     }
     if (tr__faa_sc_32((uint32_t *)&cfg->refs, UINT32_MAX) == 1) {

@@ -59,10 +59,11 @@ typedef struct tr__netstats {
  * reclaimed (after the last pin), since a sender on any thread holding a
  * pin reads them (send_any) however late. The block in `owned` (a
  * server's per-worker counters, which connections also update) goes with
- * the last reference. refs == 0 marks settings that are not counted (an
- * embedded connection's own). */
+ * the last reference. Settings not made by tr__conn_cfg_new (an embedded
+ * connection's own) are not counted. */
 typedef struct tr__conn_cfg {
     uint32_t refs;          /* atomics */
+    bool counted;           /* immutable: made by tr__conn_cfg_new */
     void *owned;
     const tr_codec *codec;
     const tr_handler *handler;

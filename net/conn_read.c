@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../runtime/atomic.h"
+#include "../runtime/msg_impl.h"
 #include "netw.h"
 #include "troupe/log.h"
 

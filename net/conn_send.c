@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 
 #include "../runtime/atomic.h"
+#include "../runtime/msg_impl.h"
 #include "../runtime/util.h"
 #include "netw.h"
 #include "troupe/log.h"

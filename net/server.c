@@ -24,6 +24,7 @@
 #include "troupe/log.h"
 #include "../runtime/actor.h"
 #include "../runtime/atomic.h"
+#include "../runtime/msg_impl.h"
 #include "../runtime/runtime.h"
 #include "addr.h"
 #include "conn.h"

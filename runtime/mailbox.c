@@ -3,6 +3,7 @@
 #include <stddef.h>
 
 #include "atomic.h"
+#include "msg_impl.h"
 
 void tr__mailbox_init(tr__mailbox *mb, uint32_t capacity, tr_overflow overflow)
 {

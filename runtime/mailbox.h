@@ -25,6 +25,7 @@
 
 #include "troupe/actor.h"
 #include "troupe/msg.h"
+#include "msg_impl.h"
 #include "slot.h"
 
 /* Private message flags, above the public ones. */

@@ -1,6 +1,7 @@
 /* Monitors: a watcher's MONITOR message is kept by the watched actor and
  * comes back to the watcher as its DOWN. */
 #include "actor.h"
+#include "msg_impl.h"
 #include "route.h"
 #include "worker.h"
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "msg_alloc.h"
+#include "msg_impl.h"
 
 static tr_msg *alloc_msg(uint32_t type, size_t inline_len)
 {
@@ -66,4 +67,49 @@ void tr_msg_free(tr_msg *m)
     }
     tr_buf_release(m->buf);
     tr__msg_release(m);
+}
+
+uint32_t tr_msg_type(const tr_msg *m)
+{
+    return m->type;
+}
+
+tr_actor_id tr_msg_from(const tr_msg *m)
+{
+    return m->from;
+}
+
+uint64_t tr_msg_ref(const tr_msg *m)
+{
+    return m->ref;
+}
+
+int64_t tr_msg_reason(const tr_msg *m)
+{
+    return m->reason;
+}
+
+void tr_msg_set_reason(tr_msg *m, int64_t reason)
+{
+    m->reason = reason;
+}
+
+uint32_t tr_msg_flags(const tr_msg *m)
+{
+    return m->flags;
+}
+
+tr_buf *tr_msg_buf(const tr_msg *m)
+{
+    return m->buf;
+}
+
+unsigned char *tr_msg_data(const tr_msg *m)
+{
+    return m->data_;
+}
+
+size_t tr_msg_len(const tr_msg *m)
+{
+    return m->len;
 }

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "troupe/msg.h"
+#include "msg_impl.h"
 
 /* Inline payloads up to this size come from the caches: with the header,
  * a block is two cache lines (128 bytes, 64-aligned). */

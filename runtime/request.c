@@ -1,6 +1,7 @@
 /* Request/reply: a request carries an id; a timer on the requester
  * (timer.c) turns a missing reply into TR_MSG_TIMEOUT. */
 #include "actor.h"
+#include "msg_impl.h"
 #include "route.h"
 #include "timer.h"
 #include "worker.h"

@@ -16,6 +16,7 @@
 #include "troupe/log.h"
 #include "troupe/timer.h"
 #include "actor.h"
+#include "msg_impl.h"
 
 enum phase { RUNNING, RESTARTING_ALL, STOPPING };
 

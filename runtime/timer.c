@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "msg_impl.h"
 #include "worker.h"
 
 static void unlink_timer(tr_actor *a, tr__timer *t)

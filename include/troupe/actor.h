@@ -94,8 +94,8 @@ TR_API int tr_spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_sp
 
 /* Sends msg to the actor behind `to`. Never blocks.
  * Takes msg in every case: on success the receiver owns it, on failure it
- * has already been freed. msg->from is set to the calling actor (or
- * TR_ACTOR_NONE outside actors).
+ * has already been freed. Its sender (tr_msg_from) is set to the calling
+ * actor (or TR_ACTOR_NONE outside actors).
  * Returns 0, TR_ECLOSED if the actor has exited (or `to` is stale or none),
  * TR_EBUFFULL if its mailbox is bounded and full, TR_EINVAL if msg is NULL.
  * An actor that exits while the message is on its way (another worker's

@@ -90,20 +90,20 @@ typedef struct tr_handler {
     tr_error_action (*on_error)(tr_conn *c, tr_error_class cls, int err, void *user);
 } tr_handler;
 
-/* Messages a handler actor receives (msg->ref holds the tr_conn_id bits;
- * msg->from is the connection actor). */
+/* Messages a handler actor receives (tr_msg_ref holds the tr_conn_id bits;
+ * tr_msg_from is the connection actor). */
 enum tr_conn_msg_type {
     TR_MSG_CONN_OPEN = 256,       /* a connection opened */
     TR_MSG_CONN_FRAME = 257,      /* payload = one decoded frame */
     TR_MSG_CONN_UNWRITABLE = 258, /* send queue over the high watermark */
     TR_MSG_CONN_WRITABLE = 259,   /* back under the low watermark */
     TR_MSG_CONN_SHUTDOWN = 260,   /* draining: send a goodbye with tr_conn_send */
-    TR_MSG_CONN_CLOSED = 261      /* closed; msg->reason as on_close */
+    TR_MSG_CONN_CLOSED = 261      /* closed; tr_msg_reason as on_close */
 };
 
 static inline tr_conn_id tr_conn_id_from_msg(const tr_msg *m)
 {
-    tr_conn_id id = {m->ref};
+    tr_conn_id id = {tr_msg_ref(m)};
     return id;
 }
 

@@ -45,11 +45,11 @@ enum tr_msg_type {
      * receive; unless the actor traps shutdown (tr_actor_trap_shutdown), it
      * then exits with TR_EXIT_SHUTDOWN after receive returns. */
     TR_MSG_SHUTDOWN = 1,
-    /* A monitored actor exited: `from` is who, `ref` the monitor reference,
-     * `reason` the exit reason. */
+    /* A monitored actor exited: tr_msg_from is who, tr_msg_ref the monitor
+     * reference, tr_msg_reason the exit reason. */
     TR_MSG_DOWN = 2,
-    /* A request made with tr_request got no reply in time: `ref` is the
-     * request id. */
+    /* A request made with tr_request got no reply in time: tr_msg_ref is
+     * the request id. */
     TR_MSG_TIMEOUT = 3,
     /* Runtime-internal types (never delivered to receive). */
     TR_MSG__MONITOR = 16,
@@ -57,7 +57,7 @@ enum tr_msg_type {
     TR_MSG__KILL = 18,
     TR_MSG__SUP_DEADLINE = 19,
     TR_MSG__START = 20, /* schedules a new actor spawned from another thread */
-    TR_MSG__ROOM_WAIT = 21, /* `from` wants TR_MSG__ROOM once a bounded mailbox has room */
+    TR_MSG__ROOM_WAIT = 21, /* the sender wants TR_MSG__ROOM once a bounded mailbox has room */
     TR_MSG__ROOM = 22,      /* the answer (delivered to receive, on the system lane) */
     /* Network types are numbered by net/ from here. */
     TR_MSG__NET = 256,
@@ -67,30 +67,13 @@ enum tr_msg_type {
 /* Message flags (read-only for applications). */
 enum tr_msg_flag {
     TR_MSGF_REQUEST = 1u << 0, /* sent with tr_request: answer with tr_reply */
-    TR_MSGF_REPLY = 1u << 1,   /* a reply: `ref` is the request id */
+    TR_MSGF_REPLY = 1u << 1,   /* a reply: tr_msg_ref is the request id */
     TR_MSGF_SYSTEM = 1u << 2,  /* travels on the priority lane */
     TR_MSGF_CLAIMED = 1u << 3  /* private: receive took ownership */
     /* Bits from 1 << 8 up are the runtime's own. */
 };
 
 typedef struct tr_msg tr_msg;
-
-/* Fields are read-only for applications except where noted; use the
- * constructors below. */
-struct tr_msg {
-    tr_msg *next;      /* private: queue link */
-    tr_actor_id to_;   /* private: the target while in flight */
-    void *home_;       /* private: the allocator cache it goes back to */
-    uint32_t type;     /* a tr_msg_type, or an application type >= TR_MSG_USER */
-    uint32_t flags;    /* tr_msg_flag bits */
-    tr_actor_id from;  /* the sending actor, or TR_ACTOR_NONE from a foreign thread */
-    uint64_t ref;      /* request id, monitor reference or timer id, by type */
-    int64_t reason;    /* TR_MSG_DOWN: the exit reason; free for application use otherwise */
-    size_t len;        /* payload length */
-    tr_buf *buf;       /* shared payload, or NULL when inline */
-    unsigned char *data_; /* private: points at the payload */
-    _Alignas(16) unsigned char inline_[]; /* private */
-};
 
 /* Allocates a message of `type` whose payload is a copy of data[0..len)
  * (data may be NULL when len is 0, or to leave the payload uninitialised
@@ -104,23 +87,39 @@ TR_API tr_msg *tr_msg_new(uint32_t type, const void *data, size_t len);
 TR_API tr_msg *tr_msg_new_buf(uint32_t type, tr_buf *b);
 
 /* Returns a new message with the same type, payload (a buffer is shared, not
- * copied) and `reason`; `from`, `ref` and flags are cleared. NULL when out of
+ * copied) and reason; sender, ref and flags are cleared. NULL when out of
  * memory. Threads: any thread. */
 TR_API tr_msg *tr_msg_clone(const tr_msg *m);
 
 /* Frees a message you own. NULL is a no-op. Threads: any thread. */
 TR_API void tr_msg_free(tr_msg *m);
 
-/* The payload bytes (len bytes). */
-static inline unsigned char *tr_msg_data(const tr_msg *m)
-{
-    return m->data_;
-}
+/* The type: a tr_msg_type, or an application type >= TR_MSG_USER. Threads: any thread. */
+TR_API uint32_t tr_msg_type(const tr_msg *m);
 
-static inline size_t tr_msg_len(const tr_msg *m)
-{
-    return m->len;
-}
+/* The sender, or TR_ACTOR_NONE when sent from a foreign thread. Threads: any thread. */
+TR_API tr_actor_id tr_msg_from(const tr_msg *m);
+
+/* The request id, monitor reference or timer id, by type (else 0). Threads: any thread. */
+TR_API uint64_t tr_msg_ref(const tr_msg *m);
+
+/* TR_MSG_DOWN: the exit reason; free for application use otherwise. Threads: any thread. */
+TR_API int64_t tr_msg_reason(const tr_msg *m);
+
+/* Sets the reason for application use (not on a TR_MSG_DOWN). Threads: any thread. */
+TR_API void tr_msg_set_reason(tr_msg *m, int64_t reason);
+
+/* The tr_msg_flag bits (read-only for applications). Threads: any thread. */
+TR_API uint32_t tr_msg_flags(const tr_msg *m);
+
+/* The shared payload, or NULL when the payload is inline; borrowed. Threads: any thread. */
+TR_API tr_buf *tr_msg_buf(const tr_msg *m);
+
+/* The payload bytes (tr_msg_len of them). Threads: any thread. */
+TR_API unsigned char *tr_msg_data(const tr_msg *m);
+
+/* The payload length in bytes. Threads: any thread. */
+TR_API size_t tr_msg_len(const tr_msg *m);
 
 #ifdef __cplusplus
 }

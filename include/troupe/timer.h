@@ -15,9 +15,9 @@
 extern "C" {
 #endif
 
-/* Sends msg to `to` after delay_ms. msg->ref is set to the timer id, and
- * msg->from to self. Takes msg in every case. Writes the timer id to
- * *timer_out when not NULL. Returns 0 or TR_ENOMEM.
+/* Sends msg to `to` after delay_ms. Its ref (tr_msg_ref) is set to the timer
+ * id, and its sender (tr_msg_from) to self. Takes msg in every case. Writes
+ * the timer id to *timer_out when not NULL. Returns 0 or TR_ENOMEM.
  * Threads: owning worker only (from self's callbacks). */
 TR_API int tr_send_after(tr_actor *self, tr_actor_id to, tr_msg *msg, uint32_t delay_ms,
                          uint64_t *timer_out);

@@ -298,19 +298,19 @@ static uint64_t ping_left; /* the ping actor's only state */
 
 static void pong_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_PING) {
-        send_u64(m->from, MSG_PONG, msg_u64(m));
+    if (tr_msg_type(m) == MSG_PING) {
+        send_u64(tr_msg_from(m), MSG_PONG, msg_u64(m));
     }
 }
 
 static void ping_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_START) {
+    if (tr_msg_type(m) == MSG_START) {
         ping_left = PINGPONG_N;
         send_u64(msg_id(m), MSG_PING, ping_left);
         return;
     }
-    if (m->type != MSG_PONG) {
+    if (tr_msg_type(m) != MSG_PONG) {
         return;
     }
     if (msg_u64(m) != ping_left) {
@@ -323,7 +323,7 @@ static void ping_receive(tr_actor *self, tr_msg *m)
         done_signal(1);
         return;
     }
-    send_u64(m->from, MSG_PING, ping_left);
+    send_u64(tr_msg_from(m), MSG_PING, ping_left);
 }
 
 static const tr_behavior ping_b = {.name = "ping", .receive = ping_receive};
@@ -381,27 +381,27 @@ static uint64_t counter_value;
 
 static void counter_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_INC) {
+    if (tr_msg_type(m) == MSG_INC) {
         counter_value++;
-    } else if (m->type == MSG_GET) {
-        send_u64(m->from, MSG_COUNT, counter_value);
+    } else if (tr_msg_type(m) == MSG_GET) {
+        send_u64(tr_msg_from(m), MSG_COUNT, counter_value);
     }
 }
 
 static void producer_receive(tr_actor *self, tr_msg *m)
 {
     producer *p = &the_producer;
-    if (m->type == MSG_START) {
+    if (tr_msg_type(m) == MSG_START) {
         p->counter = msg_id(m);
         p->sent = 0;
-    } else if (m->type == MSG_COUNT) {
+    } else if (tr_msg_type(m) == MSG_COUNT) {
         uint64_t got = msg_u64(m);
         if (got != COUNTING_N) {
             fprintf(stderr, "counting: counter has %" PRIu64 ", expected %u\n", got, COUNTING_N);
         }
         done_signal(got == COUNTING_N);
         return;
-    } else if (m->type != MSG_CONTINUE) {
+    } else if (tr_msg_type(m) != MSG_CONTINUE) {
         return;
     }
     for (unsigned i = 0; i < CHUNK && p->sent < COUNTING_N; i++, p->sent++) {
@@ -474,7 +474,7 @@ static int perform_computation(double theta, double *sink)
 
 static void fj_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type != MSG_WORK) {
+    if (tr_msg_type(m) != MSG_WORK) {
         return;
     }
     fj_worker *w = tr_actor_state(self);
@@ -483,7 +483,7 @@ static void fj_receive(tr_actor *self, tr_msg *m)
         return;
     }
     if (++w->got == FORKJOIN_N) {
-        send_u64(m->from, MSG_DONE, 0);
+        send_u64(tr_msg_from(m), MSG_DONE, 0);
     }
 }
 
@@ -495,7 +495,7 @@ static int fj_init(tr_actor *self, void *arg)
 
 static void fj_driver_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_DONE) {
+    if (tr_msg_type(m) == MSG_DONE) {
         if (++fj_done == FORKJOIN_ACTORS) {
             int ok = 1;
             for (unsigned i = 0; i < FORKJOIN_ACTORS; i++) {
@@ -505,7 +505,7 @@ static void fj_driver_receive(tr_actor *self, tr_msg *m)
         }
         return;
     }
-    if (m->type != MSG_START && m->type != MSG_CONTINUE) {
+    if (tr_msg_type(m) != MSG_START && tr_msg_type(m) != MSG_CONTINUE) {
         return;
     }
     for (unsigned r = 0; r < FORKJOIN_ROUNDS && fj_rounds_sent < FORKJOIN_N; r++) {
@@ -572,7 +572,7 @@ static tr_actor_id ring[RING_ACTORS];
 
 static void ring_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type != MSG_TOKEN) {
+    if (tr_msg_type(m) != MSG_TOKEN) {
         return;
     }
     uint64_t left = msg_u64(m);
@@ -642,8 +642,8 @@ static parent the_parent;
 
 static void child_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_GO) {
-        send_u64(m->from, MSG_ACK, msg_u64(m));
+    if (tr_msg_type(m) == MSG_GO) {
+        send_u64(tr_msg_from(m), MSG_ACK, msg_u64(m));
         tr_exit(self, TR_EXIT_NORMAL);
     }
 }
@@ -667,7 +667,7 @@ static int spawn_child(tr_actor *self, parent *p)
 static void parent_receive(tr_actor *self, tr_msg *m)
 {
     parent *p = &the_parent;
-    if (m->type == MSG_START) {
+    if (tr_msg_type(m) == MSG_START) {
         for (unsigned i = 0; i < SPAWN_WINDOW && i < SPAWN_N; i++) {
             if (spawn_child(self, p) < 0) {
                 return;
@@ -675,7 +675,7 @@ static void parent_receive(tr_actor *self, tr_msg *m)
         }
         return;
     }
-    if (m->type != MSG_ACK) {
+    if (tr_msg_type(m) != MSG_ACK) {
         return;
     }
     p->sum += msg_u64(m);

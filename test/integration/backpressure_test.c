@@ -401,7 +401,7 @@ static uint64_t holding, opened, frames_seen, reply_failures, closed_seen;
 static void handler_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    switch (m->type) {
+    switch (tr_msg_type(m)) {
     case MSG_HOLD:
         /* Stands in for a slow handler: its worker is busy, its mailbox
          * fills up. */
@@ -413,7 +413,7 @@ static void handler_receive(tr_actor *self, tr_msg *m)
         pthread_mutex_unlock(&gate_lock);
         break;
     case TR_MSG_CONN_OPEN:
-        tr_test_store(&conn_id, m->ref);
+        tr_test_store(&conn_id, tr_msg_ref(m));
         tr_test_add(&opened, 1);
         break;
     case TR_MSG_CONN_FRAME:

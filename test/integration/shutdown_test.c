@@ -349,7 +349,7 @@ static void bye_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
     tr_conn_id id = tr_conn_id_from_msg(m);
-    switch (m->type) {
+    switch (tr_msg_type(m)) {
     case TR_MSG_CONN_OPEN:
         tr_test_add(&actor_opened, 1);
         break;

@@ -22,7 +22,7 @@
 #include "troupe/troupe.h"
 #include "wait.h"
 
-TestSuite(net_stress, .timeout = 30.0);
+TestSuite(net_stress, .timeout = 120.0);
 
 #define BUDGET_MS 3500u
 
@@ -435,8 +435,8 @@ static void dropper_receive(tr_actor *self, tr_msg *m)
     uint64_t until = tr_test_now_ns() + 100000;
     while (tr_test_now_ns() < until) {
     }
-    if (m->type != TR_MSG_CONN_OPEN && m->type != TR_MSG_CONN_FRAME &&
-        m->type != TR_MSG_CONN_CLOSED) {
+    if (tr_msg_type(m) != TR_MSG_CONN_OPEN && tr_msg_type(m) != TR_MSG_CONN_FRAME &&
+        tr_msg_type(m) != TR_MSG_CONN_CLOSED) {
         return;
     }
     conn_rec *rec = rec_of(d, tr_conn_id_from_msg(m).bits);
@@ -446,10 +446,10 @@ static void dropper_receive(tr_actor *self, tr_msg *m)
     if (rec->closes > 0) {
         rec->late++;
     }
-    if (m->type == TR_MSG_CONN_OPEN) {
+    if (tr_msg_type(m) == TR_MSG_CONN_OPEN) {
         rec->opens++;
         tr_test_add(&d->opens, 1);
-    } else if (m->type == TR_MSG_CONN_CLOSED) {
+    } else if (tr_msg_type(m) == TR_MSG_CONN_CLOSED) {
         if (rec->opens == 0) {
             rec->early++;
         }

@@ -164,10 +164,10 @@ static inline int tr_test__watch_init(tr_actor *self, void *arg)
 static inline void tr_test__watch_receive(tr_actor *self, tr_msg *m)
 {
     tr_test_watch *w = tr_actor_state(self);
-    if (m->type == TR_MSG_DOWN && tr_actor_id_eq(m->from, w->target)) {
-        w->reason = m->reason;
-        w->from = m->from.bits;
-        w->down_ref = m->ref;
+    if (tr_msg_type(m) == TR_MSG_DOWN && tr_actor_id_eq(tr_msg_from(m), w->target)) {
+        w->reason = tr_msg_reason(m);
+        w->from = tr_msg_from(m).bits;
+        w->down_ref = tr_msg_ref(m);
         tr_test_add(&w->downs, 1);
     }
 }
@@ -209,7 +209,7 @@ static inline int tr_test__alarm_init(tr_actor *self, void *arg)
 static inline void tr_test__alarm_receive(tr_actor *self, tr_msg *m)
 {
     tr_test__alarm *a = tr_actor_state(self);
-    if (m->type == TR_MSG_USER) {
+    if (tr_msg_type(m) == TR_MSG_USER) {
         tr_test_store(&a->rang, 1);
         tr_exit(self, TR_EXIT_NORMAL);
     }

@@ -51,7 +51,7 @@ static uint64_t sum, count;
 static void sum_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == MSG_NUM) {
+    if (tr_msg_type(m) == MSG_NUM) {
         tr_test_add(&sum, u32_of(m));
         tr_test_add(&count, 1);
     }
@@ -94,8 +94,8 @@ static void life_receive(tr_actor *self, tr_msg *m)
     if (tr_actor_state(self) == &token) {
         tr_test_add(&state_ok, 1);
     }
-    tr_test_log_add(&events, EV_MSG, (int32_t)m->type,
-                    m->type == MSG_NUM ? (int64_t)u32_of(m) : -1);
+    tr_test_log_add(&events, EV_MSG, (int32_t)tr_msg_type(m),
+                    tr_msg_type(m) == MSG_NUM ? (int64_t)u32_of(m) : -1);
 }
 
 static void life_terminate(tr_actor *self, int reason)
@@ -268,7 +268,7 @@ static uint64_t fifo_got, fifo_bad;
 static void fifo_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type != MSG_SEQ) {
+    if (tr_msg_type(m) != MSG_SEQ) {
         return;
     }
     seq_msg s;
@@ -308,7 +308,7 @@ static void *fifo_thread(void *arg)
 
 static void fifo_actor_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_GO) {
+    if (tr_msg_type(m) == MSG_GO) {
         fifo_sender_arg *a = tr_actor_state(self);
         send_sequence(a->to, a->sender);
     }
@@ -368,7 +368,7 @@ static uint64_t prod_got, prod_dup, prod_order;
 static void prod_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type != MSG_SEQ) {
+    if (tr_msg_type(m) != MSG_SEQ) {
         return;
     }
     seq_msg s;
@@ -440,7 +440,7 @@ static tr_test_log got_log;
 static void log_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == MSG_NUM) {
+    if (tr_msg_type(m) == MSG_NUM) {
         tr_test_log_add(&got_log, EV_MSG, 0, u32_of(m));
     }
 }
@@ -572,10 +572,10 @@ static int overflow_parent_init(tr_actor *self, void *arg)
 
 static void overflow_parent_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == TR_MSG_DOWN) {
-        oc.down_reason = m->reason;
-        oc.down_from = m->from.bits;
-        oc.down_ref = m->ref;
+    if (tr_msg_type(m) == TR_MSG_DOWN) {
+        oc.down_reason = tr_msg_reason(m);
+        oc.down_from = tr_msg_from(m).bits;
+        oc.down_ref = tr_msg_ref(m);
         /* Same worker: the child finished exiting before we run. */
         oc.after_down = tr_send_copy((tr_actor_id){oc.child}, MSG_NUM, "x", 1);
         tr_test_store(&oc.done, 1);
@@ -630,12 +630,12 @@ static void pinger_receive(tr_actor *self, tr_msg *m)
     if (tr_actor_worker(self) != p->want_worker) {
         p->wrong_worker++;
     }
-    if (m->type == MSG_PONG) {
+    if (tr_msg_type(m) == MSG_PONG) {
         if ((uint64_t)i64_of(m) != p->next) {
             p->wrong_seq++;
         }
         p->next++;
-    } else if (m->type != MSG_GO) {
+    } else if (tr_msg_type(m) != MSG_GO) {
         return;
     }
     if (p->next == ROUND_TRIPS) {
@@ -651,15 +651,15 @@ static void ponger_receive(tr_actor *self, tr_msg *m)
     if (tr_actor_worker(self) != p->want_worker) {
         p->wrong_worker++;
     }
-    if (m->type != MSG_PING) {
+    if (tr_msg_type(m) != MSG_PING) {
         return;
     }
     if ((uint64_t)i64_of(m) != p->next) {
         p->wrong_seq++;
     }
     p->next++;
-    /* Answer whoever asked: msg->from is the sending actor. */
-    send_i64(m->from, MSG_PONG, i64_of(m));
+    /* Answer whoever asked: tr_msg_from is the sending actor. */
+    send_i64(tr_msg_from(m), MSG_PONG, i64_of(m));
 }
 
 static const tr_behavior pinger = {.name = "ping", .init = pp_init, .receive = pinger_receive};
@@ -707,7 +707,7 @@ static int brief_init(tr_actor *self, void *arg)
 
 static void brief_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_STOP) {
+    if (tr_msg_type(m) == MSG_STOP) {
         tr_exit(self, TR_EXIT_NORMAL);
     }
 }
@@ -755,9 +755,9 @@ static int numbered_init(tr_actor *self, void *arg)
 
 static void numbered_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_STOP) {
+    if (tr_msg_type(m) == MSG_STOP) {
         tr_exit(self, TR_EXIT_NORMAL);
-    } else if (m->type == MSG_NUM) {
+    } else if (tr_msg_type(m) == MSG_NUM) {
         uintptr_t me = (uintptr_t)tr_actor_state(self);
         numbered_seen[me]++;
         tr_test_add(&numbered_msgs, 1);
@@ -885,10 +885,10 @@ static int watcher_init(tr_actor *self, void *arg)
 static void watcher_receive(tr_actor *self, tr_msg *m)
 {
     watch *w = tr_actor_state(self);
-    if (m->type == TR_MSG_DOWN) {
-        w->reason = m->reason;
-        w->from = m->from.bits;
-        w->down_ref = m->ref;
+    if (tr_msg_type(m) == TR_MSG_DOWN) {
+        w->reason = tr_msg_reason(m);
+        w->from = tr_msg_from(m).bits;
+        w->down_ref = tr_msg_ref(m);
         tr_test_add(&w->downs, 1);
     }
 }
@@ -900,7 +900,7 @@ static uint64_t farewells;
 
 static void victim_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_EXIT) {
+    if (tr_msg_type(m) == MSG_EXIT) {
         tr_exit(self, (int)i64_of(m));
     }
 }
@@ -1006,12 +1006,12 @@ static int demon_init(tr_actor *self, void *arg)
 static void demon_receive(tr_actor *self, tr_msg *m)
 {
     demon *d = tr_actor_state(self);
-    if (m->type == TR_MSG_DOWN) {
+    if (tr_msg_type(m) == TR_MSG_DOWN) {
         d->downs++;
-        d->downs_ref1 += m->ref == d->ref1;
-        d->downs_ref2 += m->ref == d->ref2;
+        d->downs_ref1 += tr_msg_ref(m) == d->ref1;
+        d->downs_ref2 += tr_msg_ref(m) == d->ref2;
         tr_send_copy(tr_self(self), MSG_CHECK, NULL, 0);
-    } else if (m->type == MSG_CHECK && !d->checked) {
+    } else if (tr_msg_type(m) == MSG_CHECK && !d->checked) {
         d->demon_dead_rc = tr_demonitor(self, d->target, d->ref2);
         tr_test_store(&d->checked, 1);
     }
@@ -1100,10 +1100,10 @@ static int spawner_init(tr_actor *self, void *arg)
 static void spawner_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == TR_MSG_DOWN) {
-        sp.reason = m->reason;
-        sp.down_ref = m->ref;
-        sp.from = m->from.bits;
+    if (tr_msg_type(m) == TR_MSG_DOWN) {
+        sp.reason = tr_msg_reason(m);
+        sp.down_ref = tr_msg_ref(m);
+        sp.from = tr_msg_from(m).bits;
         tr_test_store(&sp.done, 1);
     }
 }
@@ -1148,21 +1148,21 @@ static rr R;
 
 static void server_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_PING && (m->flags & TR_MSGF_REQUEST)) {
+    if (tr_msg_type(m) == MSG_PING && (tr_msg_flags(m) & TR_MSGF_REQUEST)) {
         R.server_saw_request++;
         if (tr_msg_len(m) == 4 && memcmp(tr_msg_data(m), "hold", 4) == 0) {
             R.held = tr_msg_claim(self, m); /* answer later, too late */
             return;
         }
         R.reply_rc = tr_reply(self, m, tr_msg_new(MSG_PONG, "pong", 4));
-    } else if (m->type == MSG_PLAIN) {
+    } else if (tr_msg_type(m) == MSG_PLAIN) {
         R.bad_reply_rc = tr_reply(self, m, tr_msg_new(MSG_PONG, "nope", 4));
-    } else if (m->type == MSG_GO && R.held != NULL) {
+    } else if (tr_msg_type(m) == MSG_GO && R.held != NULL) {
         R.late_reply_rc = tr_reply(self, R.held, tr_msg_new(MSG_PONG, "late", 4));
         tr_msg_free(R.held);
         R.held = NULL;
         /* Same sender, so FIFO: the late reply is ahead of this mark. */
-        tr_send_copy(m->from, MSG_MARK, NULL, 0);
+        tr_send_copy(tr_msg_from(m), MSG_MARK, NULL, 0);
     }
 }
 
@@ -1187,10 +1187,11 @@ static int client_init(tr_actor *self, void *arg)
 
 static void client_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->flags & TR_MSGF_REPLY) {
+    if (tr_msg_flags(m) & TR_MSGF_REPLY) {
         R.replies++;
-        if (m->type != MSG_PONG || !tr_actor_id_eq(m->from, R.server) ||
-            (m->ref != R.req && m->ref != R.req2) || memcmp(tr_msg_data(m), "pong", 4) != 0) {
+        if (tr_msg_type(m) != MSG_PONG || !tr_actor_id_eq(tr_msg_from(m), R.server) ||
+            (tr_msg_ref(m) != R.req && tr_msg_ref(m) != R.req2) ||
+            memcmp(tr_msg_data(m), "pong", 4) != 0) {
             R.bad_replies++;
         }
         if (R.replies == 2) {
@@ -1198,13 +1199,13 @@ static void client_receive(tr_actor *self, tr_msg *m)
             tr_send_after(self, tr_self(self), tr_msg_new(MSG_CHECK, NULL, 0), 4 * REQ_TIMEOUT_MS,
                           NULL);
         }
-    } else if (m->type == TR_MSG_TIMEOUT) {
+    } else if (tr_msg_type(m) == TR_MSG_TIMEOUT) {
         R.timeouts++;
         R.timeout_elapsed_ns = (int64_t)(tr_test_now_ns() - R.t0_ns);
-        R.timeout_ref = m->ref;
-        R.timeout_from = m->from.bits;
+        R.timeout_ref = tr_msg_ref(m);
+        R.timeout_from = tr_msg_from(m).bits;
         tr_send_copy(R.server, MSG_GO, NULL, 0);
-    } else if (m->type == MSG_MARK || m->type == MSG_CHECK) {
+    } else if (tr_msg_type(m) == MSG_MARK || tr_msg_type(m) == MSG_CHECK) {
         tr_test_store(&R.done, 1);
     }
 }
@@ -1273,7 +1274,7 @@ static int turn_init(tr_actor *self, void *arg)
 
 static void turn_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_NUM) {
+    if (tr_msg_type(m) == MSG_NUM) {
         tr_test_log_add(&turns, EV_MSG, (int32_t)(uintptr_t)tr_actor_state(self), u32_of(m));
     }
 }
@@ -1314,7 +1315,7 @@ static fwd F;
 
 static void forwarder_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_NUM) {
+    if (tr_msg_type(m) == MSG_NUM) {
         F.seen_ptr[0] = (uintptr_t)m;
         /* Keep it and pass the very same message on. */
         tr_send(F.next, tr_msg_claim(self, m));
@@ -1324,7 +1325,7 @@ static void forwarder_receive(tr_actor *self, tr_msg *m)
 static void final_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == MSG_NUM) {
+    if (tr_msg_type(m) == MSG_NUM) {
         F.seen_ptr[1] = (uintptr_t)m;
         F.from_ok = u32_of(m) == 99;
         tr_test_store(&F.done, 1);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mailbox.h"
+#include "msg_impl.h"
 #include "troupe/troupe.h"
 #include "tsan_criterion.h"
 

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "msg_impl.h" /* pokes at private fields: next, type, ref, flags, from */
 #include "rt.h"
 #include "troupe/troupe.h"
 #include "wait.h"
@@ -16,14 +17,14 @@ Test(msg, new_copies_an_inline_payload)
     tr_msg *m = tr_msg_new(TR_MSG_USER + 1, text, sizeof(text));
     cr_assert_not_null(m);
     text[0] = 'X'; /* the message holds a copy */
-    cr_assert_eq(m->type, TR_MSG_USER + 1);
+    cr_assert_eq(tr_msg_type(m), TR_MSG_USER + 1);
     cr_assert_eq(tr_msg_len(m), sizeof(text));
     cr_assert_eq(memcmp(tr_msg_data(m), "inline payload", sizeof(text)), 0);
-    cr_assert_null(m->buf);
-    cr_assert_eq(m->flags, 0);
-    cr_assert_eq(m->ref, 0);
-    cr_assert_eq(m->reason, 0);
-    cr_assert(tr_actor_id_is_none(m->from));
+    cr_assert_null(tr_msg_buf(m));
+    cr_assert_eq(tr_msg_flags(m), 0);
+    cr_assert_eq(tr_msg_ref(m), 0);
+    cr_assert_eq(tr_msg_reason(m), 0);
+    cr_assert(tr_actor_id_is_none(tr_msg_from(m)));
     cr_assert_null(m->next);
     cr_assert_eq((uintptr_t)tr_msg_data(m) % 16, 0, "inline payload is 16-byte aligned");
     tr_msg_free(m);
@@ -52,7 +53,7 @@ Test(msg, new_buf_takes_the_callers_reference)
     tr_buf_retain(b); /* keep one for the test */
     tr_msg *m = tr_msg_new_buf(TR_MSG_USER, b);
     cr_assert_not_null(m);
-    cr_assert_eq(m->buf, b);
+    cr_assert_eq(tr_msg_buf(m), b);
     cr_assert_eq(tr_msg_data(m), tr_buf_data(b), "no copy: the payload is the buffer");
     cr_assert_eq(tr_msg_len(m), 12);
     cr_assert_eq(tr_buf_refs(b), 2);
@@ -64,7 +65,8 @@ Test(msg, new_buf_takes_the_callers_reference)
 Test(msg, clone_of_inline_is_an_independent_copy)
 {
     tr_msg *m = tr_msg_new(TR_MSG_USER + 3, "abcd", 4);
-    m->reason = 42;
+    tr_msg_set_reason(m, 42);
+    cr_assert_eq(tr_msg_reason(m), 42);
     m->ref = 9;
     m->flags = TR_MSGF_REQUEST;
     m->from = (tr_actor_id){77};
@@ -73,11 +75,11 @@ Test(msg, clone_of_inline_is_an_independent_copy)
     memcpy(tr_msg_data(m), "wxyz", 4);
     cr_assert_eq(memcmp(tr_msg_data(c), "abcd", 4), 0);
     cr_assert_neq(tr_msg_data(c), tr_msg_data(m));
-    cr_assert_eq(c->type, TR_MSG_USER + 3);
-    cr_assert_eq(c->reason, 42, "reason is kept");
-    cr_assert_eq(c->ref, 0, "ref is cleared");
-    cr_assert_eq(c->flags, 0, "flags are cleared");
-    cr_assert(tr_actor_id_is_none(c->from), "from is cleared");
+    cr_assert_eq(tr_msg_type(c), TR_MSG_USER + 3);
+    cr_assert_eq(tr_msg_reason(c), 42, "reason is kept");
+    cr_assert_eq(tr_msg_ref(c), 0, "ref is cleared");
+    cr_assert_eq(tr_msg_flags(c), 0, "flags are cleared");
+    cr_assert(tr_actor_id_is_none(tr_msg_from(c)), "from is cleared");
     tr_msg_free(m);
     tr_msg_free(c);
 }
@@ -88,7 +90,7 @@ Test(msg, clone_of_buffer_message_shares_the_buffer)
     tr_msg *m = tr_msg_new_buf(TR_MSG_USER, b);
     tr_msg *c = tr_msg_clone(m);
     cr_assert_not_null(c);
-    cr_assert_eq(c->buf, b);
+    cr_assert_eq(tr_msg_buf(c), b);
     cr_assert_eq(tr_msg_data(c), tr_buf_data(b));
     cr_assert_eq(tr_buf_refs(b), 2);
     tr_msg_free(m);
@@ -124,14 +126,14 @@ static void check_payload(tr_msg *m)
     if (tr_msg_len(m) != PAYLOAD || d[0] != 0x5a || d[PAYLOAD - 1] != 0xa5) {
         tr_test_add(&bad_payload, 1);
     }
-    if (m->buf != shared || d != tr_buf_data(shared)) {
+    if (tr_msg_buf(m) != shared || d != tr_buf_data(shared)) {
         tr_test_add(&bad_buffer, 1);
     }
 }
 
 static void shared_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_CLONES) {
+    if (tr_msg_type(m) == MSG_CLONES) {
         /* Send clones of the message to ourselves: more references to the
          * same buffer, created on the worker. */
         m->type = MSG_SHARED;
@@ -139,7 +141,7 @@ static void shared_receive(tr_actor *self, tr_msg *m)
             tr_send(tr_self(self), tr_msg_clone(m));
         }
     }
-    if (m->type == MSG_SHARED) {
+    if (tr_msg_type(m) == MSG_SHARED) {
         check_payload(m);
         tr_test_add(&received, 1);
     }

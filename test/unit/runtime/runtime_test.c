@@ -68,7 +68,7 @@ static uint64_t got;
 static void count_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == MSG_NUM) {
+    if (tr_msg_type(m) == MSG_NUM) {
         tr_test_add(&got, 1);
     }
 }
@@ -131,7 +131,7 @@ static int tracked_init(tr_actor *self, void *arg)
 static void tracked_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type != TR_MSG_SHUTDOWN) {
+    if (tr_msg_type(m) != TR_MSG_SHUTDOWN) {
         tr_test_add(&receives, 1);
     }
 }
@@ -234,9 +234,9 @@ static int slow_init(tr_actor *self, void *arg)
 
 static void slow_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == TR_MSG_SHUTDOWN) {
+    if (tr_msg_type(m) == TR_MSG_SHUTDOWN) {
         tr_send_after(self, tr_self(self), tr_msg_new(MSG_LATER, NULL, 0), 100, NULL);
-    } else if (m->type == MSG_LATER) {
+    } else if (tr_msg_type(m) == MSG_LATER) {
         tr_exit(self, TR_EXIT_USER + 1);
     }
 }
@@ -375,7 +375,7 @@ static on_worker OW;
 static void caller_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == MSG_CALL) {
+    if (tr_msg_type(m) == MSG_CALL) {
         OW.on_worker = tr_runtime_on_worker(OW.rt);
         OW.shutdown_rc = tr_runtime_shutdown(OW.rt, 10);
         OW.stop_rc = tr_runtime_stop(OW.rt);
@@ -417,7 +417,7 @@ static late_spawn LS;
 static void late_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == TR_MSG_SHUTDOWN) {
+    if (tr_msg_type(m) == TR_MSG_SHUTDOWN) {
         tr_actor_id id;
         LS.rc = tr_spawn(LS.rt, &counter, NULL, NULL, &id);
         tr_test_store(&LS.done, 1);

@@ -50,7 +50,7 @@ static int kid_init(tr_actor *self, void *arg)
 
 static void kid_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_CRASH) {
+    if (tr_msg_type(m) == MSG_CRASH) {
         int64_t reason;
         memcpy(&reason, tr_msg_data(m), sizeof(reason));
         tr_exit(self, (int)reason);
@@ -461,9 +461,9 @@ static int parent_init(tr_actor *self, void *arg)
 static void parent_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == TR_MSG_DOWN && m->from.bits == P.sup) {
-        P.reason = m->reason;
-        P.down_ref = m->ref;
+    if (tr_msg_type(m) == TR_MSG_DOWN && tr_msg_from(m).bits == P.sup) {
+        P.reason = tr_msg_reason(m);
+        P.down_ref = tr_msg_ref(m);
         tr_test_add(&P.downs, 1);
     }
 }

@@ -56,8 +56,8 @@ static void record_arrival(tr_msg *m)
     uint64_t now = tr_test_now_ns();
     uint64_t n = tr_test_load(&A.n);
     A.elapsed_ns[i] = (int64_t)(now - E.t0_ns[i]);
-    A.ref[i] = m->ref;
-    A.from[i] = m->from.bits;
+    A.ref[i] = tr_msg_ref(m);
+    A.from[i] = tr_msg_from(m).bits;
     A.order[n] = i;
     tr_test_store(&A.n, n + 1);
 }
@@ -78,7 +78,7 @@ static int early_init(tr_actor *self, void *arg)
 static void early_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == MSG_FIRE) {
+    if (tr_msg_type(m) == MSG_FIRE) {
         record_arrival(m);
     }
 }
@@ -94,8 +94,8 @@ static void check_arrivals(void)
         cr_assert_eq(E.rc[i], 0);
         cr_assert_geq(A.elapsed_ns[i], (int64_t)delays[i] * 1000000,
                       "timer of %u ms fired after %lld ns", delays[i], (long long)A.elapsed_ns[i]);
-        cr_assert_eq(A.ref[i], E.id[i], "msg->ref is the timer id");
-        cr_assert_eq(A.from[i], E.owner, "msg->from is the timer's owner");
+        cr_assert_eq(A.ref[i], E.id[i], "tr_msg_ref is the timer id");
+        cr_assert_eq(A.from[i], E.owner, "tr_msg_from is the timer's owner");
         cr_assert_eq(A.order[i], i, "timers arrive in deadline order");
         for (uint32_t j = 0; j < i; j++) {
             cr_assert_neq(E.id[i], E.id[j], "timer ids are distinct");
@@ -160,9 +160,9 @@ static int canceller_init(tr_actor *self, void *arg)
 
 static void canceller_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_CANCELLED) {
+    if (tr_msg_type(m) == MSG_CANCELLED) {
         C.cancelled_seen++;
-    } else if (m->type == MSG_LATER) {
+    } else if (tr_msg_type(m) == MSG_LATER) {
         C.later_seen++;
         C.cancel_fired_rc = tr_timer_cancel(self, C.later_id);
         /* The other actor is on another worker: ask it to report back in
@@ -174,9 +174,9 @@ static void canceller_receive(tr_actor *self, tr_msg *m)
 static void other_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == MSG_CANCELLED) {
+    if (tr_msg_type(m) == MSG_CANCELLED) {
         tr_test_add(&other_seen, 1);
-    } else if (m->type == MSG_CHECK) {
+    } else if (tr_msg_type(m) == MSG_CHECK) {
         tr_test_store(&C.done, 1);
     }
 }
@@ -238,13 +238,14 @@ static int every_init(tr_actor *self, void *arg)
 
 static void every_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == MSG_TICK) {
+    if (tr_msg_type(m) == MSG_TICK) {
         V.ticks++;
         int64_t elapsed = (int64_t)(tr_test_now_ns() - V.t0_ns);
         if (elapsed < (int64_t)V.ticks * INTERVAL_MS * 1000000) {
             V.early++;
         }
-        if (m->ref != V.id || !tr_actor_id_eq(m->from, tr_self(self)) || m->buf != V.payload) {
+        if (tr_msg_ref(m) != V.id || !tr_actor_id_eq(tr_msg_from(m), tr_self(self)) ||
+            tr_msg_buf(m) != V.payload) {
             V.bad++;
         }
         if (V.ticks == TICKS) {
@@ -253,7 +254,7 @@ static void every_receive(tr_actor *self, tr_msg *m)
             tr_send_after(self, tr_self(self), tr_msg_new(MSG_CHECK, NULL, 0), 6 * INTERVAL_MS,
                           NULL);
         }
-    } else if (m->type == MSG_CHECK) {
+    } else if (tr_msg_type(m) == MSG_CHECK) {
         V.ticks_at_check = V.ticks;
         tr_test_store(&V.done, 1);
     }
@@ -368,14 +369,14 @@ static int observer_init(tr_actor *self, void *arg)
 
 static void observer_receive(tr_actor *self, tr_msg *m)
 {
-    if (m->type == TR_MSG_DOWN && m->ref == O.mref) {
+    if (tr_msg_type(m) == TR_MSG_DOWN && tr_msg_ref(m) == O.mref) {
         O.downs++;
         /* The owner's timers were due 5 ms after its init: wait past that
          * on the same loop. */
         tr_send_after(self, tr_self(self), tr_msg_new(MSG_CHECK, NULL, 0), 60, NULL);
-    } else if (m->type == MSG_TICK || m->type == MSG_ONCE) {
+    } else if (tr_msg_type(m) == MSG_TICK || tr_msg_type(m) == MSG_ONCE) {
         O.ticks++;
-    } else if (m->type == MSG_CHECK) {
+    } else if (tr_msg_type(m) == MSG_CHECK) {
         tr_test_store(&O.done, 1);
     }
 }
@@ -422,7 +423,7 @@ static int dead_sender_init(tr_actor *self, void *arg)
 static void dead_sender_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == MSG_LATER) {
+    if (tr_msg_type(m) == MSG_LATER) {
         tr_test_store(&D.done, 1);
     }
 }
@@ -477,7 +478,7 @@ static int requester_init(tr_actor *self, void *arg)
 static void requester_receive(tr_actor *self, tr_msg *m)
 {
     (void)self;
-    if (m->type == TR_MSG_TIMEOUT && m->ref == Q.req) {
+    if (tr_msg_type(m) == TR_MSG_TIMEOUT && tr_msg_ref(m) == Q.req) {
         Q.timeouts++;
         tr_test_store(&Q.done, 1);
     }
