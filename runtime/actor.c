@@ -358,6 +358,7 @@ static void finish_exit(tr_actor *a)
 }
 
 static void start(tr__worker *w, tr_actor *a);
+static void mute_unlink(tr__worker *w, tr_actor *a);
 
 void tr__actor_force_exit(tr_actor *a, int reason)
 {
@@ -370,7 +371,7 @@ void tr__actor_force_exit(tr_actor *a, int reason)
         cur_actor = prev;
     }
     if (a->flags & TR__A_MUTED) {
-        tr__actor_unmute(a->worker, a);
+        mute_unlink(a->worker, a); /* off the list, and not queued: it dies now */
     }
     a->flags &= ~TR__A_EXITING;
     tr_exit(a, reason);
@@ -514,7 +515,7 @@ static void handle_user(tr_actor *a, tr_msg *m)
     receive(a, m);
 }
 
-void tr__actor_unmute(tr__worker *w, tr_actor *a)
+static void mute_unlink(tr__worker *w, tr_actor *a)
 {
     for (tr_actor **p = &w->muted; *p != NULL; p = &(*p)->run_next) {
         if (*p == a) {
@@ -524,6 +525,11 @@ void tr__actor_unmute(tr__worker *w, tr_actor *a)
     }
     a->flags &= ~TR__A_MUTED;
     a->run_next = NULL;
+}
+
+void tr__actor_unmute(tr__worker *w, tr_actor *a)
+{
+    mute_unlink(w, a);
     tr__worker_enqueue(w, a); /* still TR__A_SCHEDULED */
 }
 

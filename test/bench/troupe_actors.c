@@ -3,7 +3,8 @@
  *   troupe-actors [KERNEL] [--workers N]
  *
  * KERNEL is one of pingpong, counting, forkjoin, threadring, spawn; with
- * none, every kernel runs. Each kernel gets a fresh runtime, checks its own
+ * none, every kernel runs. `idle` (only when named) starts the runtime,
+ * leaves it idle for 10 s and reports the CPU time it used. Each kernel gets a fresh runtime, checks its own
  * result (exit status 1 on a wrong one) and ends with a line
  *
  *   RESULT impl=troupe kernel=K [placement=P] workers=W n=N wall_s=..
@@ -719,6 +720,26 @@ static int run_spawn(unsigned workers)
     return runtime_down(rt) && ok;
 }
 
+/* ---- idle: what a started runtime with nothing to do costs ---- */
+
+#define IDLE_S 10
+
+static int run_idle(unsigned workers)
+{
+    tr_runtime *rt = runtime_up(workers);
+    meter m;
+    meter_start(&m);
+    struct timespec ts = {IDLE_S, 0};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    double cpu = now_cpu() - m.cpu0, wall = now_wall() - m.wall0;
+    printf("troupe idle: %u workers, %.3f s cpu in %.1f s wall (%.3f%% of one CPU)\n", workers,
+           cpu, wall, 100.0 * cpu / wall);
+    printf("RESULT impl=troupe kernel=idle workers=%u wall_s=%.4f cpu_s=%.4f cpu_pct=%.3f\n",
+           workers, wall, cpu, 100.0 * cpu / wall);
+    return runtime_down(rt);
+}
+
 /* ---- main ---- */
 
 typedef struct kernel {
@@ -733,9 +754,12 @@ static const kernel kernels[] = {
 
 #define NKERNELS (sizeof(kernels) / sizeof(kernels[0]))
 
+/* Run only when named. */
+static const kernel extra_kernels[] = {{"idle", run_idle}};
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: troupe-actors [pingpong|counting|forkjoin|threadring|spawn] "
+    fprintf(stderr, "usage: troupe-actors [pingpong|counting|forkjoin|threadring|spawn|idle] "
                     "[--workers N]\n");
     exit(2);
 }
@@ -767,6 +791,12 @@ int main(int argc, char **argv)
         if (!kernels[k].run(workers)) {
             fprintf(stderr, "troupe-actors: kernel %s FAILED\n", kernels[k].name);
             failed = 1;
+        }
+    }
+    for (size_t k = 0; only != NULL && k < sizeof(extra_kernels) / sizeof(extra_kernels[0]); k++) {
+        if (strcmp(only, extra_kernels[k].name) == 0) {
+            ran++;
+            failed |= !extra_kernels[k].run(workers);
         }
     }
     if (ran == 0) {
