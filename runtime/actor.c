@@ -556,6 +556,9 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
         }
         handle_user(a, m);
         n++;
+        if (a->flags & TR__A_MUTE_PENDING) {
+            break; /* it met an overloaded actor: no more sending this turn */
+        }
     }
     cur_actor = NULL;
     if (a->flags & TR__A_EXITING) {

@@ -17,34 +17,13 @@
 
 #include "leak.h"
 #include "net.h"
+#include "rounds.h"
 #include "rt.h"
 #include "srv.h"
 #include "troupe/troupe.h"
 #include "wait.h"
 
 TestSuite(net_stress, .timeout = 120.0);
-
-#define BUDGET_MS 3500u
-
-typedef struct rounds {
-    uint64_t start_ms;
-    unsigned done, min, max;
-} rounds;
-
-static rounds rounds_begin(unsigned min, unsigned max)
-{
-    rounds r = {tr_test_now_ms(), 0, min, max};
-    return r;
-}
-
-static bool rounds_next(rounds *r)
-{
-    if (r->done >= r->max || (r->done >= r->min && tr_test_now_ms() - r->start_ms >= BUDGET_MS)) {
-        return false;
-    }
-    r->done++;
-    return true;
-}
 
 static int sink_frame(tr_conn *c, const void *data, size_t len, void *user)
 {

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "leak.h"
+#include "rounds.h"
 #include "rt.h"
 #include "troupe/troupe.h"
 #include "wait.h"
@@ -23,29 +24,6 @@
 TestSuite(runtime_stress, .timeout = 120.0);
 
 enum { MSG_TICK = TR_MSG_USER, MSG_PING, MSG_DIE };
-
-/* No new round starts after this, once the minimum number of rounds ran. */
-#define BUDGET_MS 3500u
-
-typedef struct rounds {
-    uint64_t start_ms;
-    unsigned done, min, max;
-} rounds;
-
-static rounds rounds_begin(unsigned min, unsigned max)
-{
-    rounds r = {tr_test_now_ms(), 0, min, max};
-    return r;
-}
-
-static bool rounds_next(rounds *r)
-{
-    if (r->done >= r->max || (r->done >= r->min && tr_test_now_ms() - r->start_ms >= BUDGET_MS)) {
-        return false;
-    }
-    r->done++;
-    return true;
-}
 
 /* xorshift64: each actor or thread keeps its own state (rand() is not
  * thread-safe, and rand_r() is taken in TSan builds: tsan_criterion.h). */
