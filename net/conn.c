@@ -12,6 +12,7 @@
 #include "../runtime/actor.h"
 #include "../runtime/atomic.h"
 #include "../runtime/msg_impl.h"
+#include "../runtime/util.h"
 #include "../runtime/worker.h"
 #include "addr.h"
 #include "netw.h"
@@ -36,9 +37,7 @@ ev_tstamp tr__conn_now(tr_conn *c)
     if (c->nw != NULL) {
         return ev_now(c->nw->loop);
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (ev_tstamp)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return (ev_tstamp)tr__now_ns() * 1e-9;
 }
 
 void tr__conn_mark_dirty(tr_conn *c)

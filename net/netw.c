@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "../runtime/util.h"
 #include "../runtime/worker.h"
 
 /* conn.c's flag for "on the flush list"; kept in one place. */
@@ -22,14 +23,14 @@ static void on_check(struct ev_loop *loop, ev_check *w, int revents)
 {
     (void)loop;
     (void)revents;
-    flush_all((tr__netw *)((char *)w - offsetof(tr__netw, flush_after_io)));
+    flush_all(tr__container_of(w, tr__netw, flush_after_io));
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
     (void)revents;
-    flush_all((tr__netw *)((char *)w - offsetof(tr__netw, flush_before_poll)));
+    flush_all(tr__container_of(w, tr__netw, flush_before_poll));
 }
 
 static void netw_free(void *p)

@@ -26,6 +26,7 @@
 #include "../runtime/atomic.h"
 #include "../runtime/msg_impl.h"
 #include "../runtime/runtime.h"
+#include "../runtime/util.h"
 #include "addr.h"
 #include "conn.h"
 
@@ -562,13 +563,6 @@ int tr_server_port(const tr_server *s)
     return ntohs(((const struct sockaddr_in *)&s->bound)->sin_port);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void nap(void)
 {
     struct timespec ts = {0, 1000000};
@@ -579,7 +573,7 @@ static void nap(void)
 static bool wait_u32(uint32_t *p, uint32_t want, uint64_t deadline)
 {
     while (tr__load_acq_32(p) != want) {
-        if (now_ms() >= deadline) {
+        if (tr__now_ms() >= deadline) {
             return false;
         }
         nap();
@@ -590,7 +584,7 @@ static bool wait_u32(uint32_t *p, uint32_t want, uint64_t deadline)
 static bool wait_open_zero(tr_server *s, uint64_t deadline)
 {
     while (tr__load_acq_64(&s->open) != 0) {
-        if (now_ms() >= deadline) {
+        if (tr__now_ms() >= deadline) {
             return false;
         }
         nap();
@@ -613,7 +607,7 @@ int tr_server_shutdown(tr_server *s, uint32_t timeout_ms)
     if (!tr__cas_sc_32(&s->state, S_RUNNING, S_DRAINING)) {
         return TR_ESTATE;
     }
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = tr__now_ms() + timeout_ms;
     info(s, "event=server_draining open=%llu timeout_ms=%u",
          (unsigned long long)tr__load_acq_64(&s->open), timeout_ms);
     stop_accepting(s, deadline);
@@ -626,7 +620,7 @@ int tr_server_shutdown(tr_server *s, uint32_t timeout_ms)
              (unsigned long long)tr__load_acq_64(&s->open));
         tr__store_rel_32(&s->forcing, 1);
         send_agents(s, AG_FORCE);
-        wait_open_zero(s, now_ms() + 5000);
+        wait_open_zero(s, tr__now_ms() + 5000);
     }
     tr__store_rel_32(&s->state, S_STOPPED);
     info(s, "event=server_stopped result=%s", rc == 0 ? "clean" : "forced");
@@ -642,7 +636,7 @@ int tr_server_close(tr_server *s)
     if (st == S_STOPPED || st == S_CREATED) {
         return 0;
     }
-    uint64_t deadline = now_ms() + 5000;
+    uint64_t deadline = tr__now_ms() + 5000;
     stop_accepting(s, deadline);
     tr__store_rel_32(&s->draining, 1);
     tr__store_rel_32(&s->forcing, 1);
@@ -661,7 +655,7 @@ int tr_server_free(tr_server *s)
     }
     tr_server_close(s);
     send_agents(s, AG_EXIT);
-    if (!wait_u32(&s->agents_alive, 0, now_ms() + 5000) || tr__load_acq_64(&s->open) != 0) {
+    if (!wait_u32(&s->agents_alive, 0, tr__now_ms() + 5000) || tr__load_acq_64(&s->open) != 0) {
         /* An agent or connection could still touch s: leak it rather than
          * risk a use-after-free. */
         tr_log(TR_LOG_ERROR, "event=server_free_busy agents=%u open=%llu",

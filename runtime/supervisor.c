@@ -17,6 +17,7 @@
 #include "troupe/timer.h"
 #include "actor.h"
 #include "msg_impl.h"
+#include "util.h"
 
 enum phase { RUNNING, RESTARTING_ALL, STOPPING };
 
@@ -62,13 +63,6 @@ void tr_child_spec_defaults(tr_child_spec *spec)
     spec->restart = TR_PERMANENT;
     spec->shutdown_ms = 5000;
     spec->overflow = TR_OVERFLOW_REFUSE;
-}
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static int start_child(tr_actor *self, sup *s, size_t i)
@@ -228,7 +222,7 @@ static void begin_stopping(tr_actor *self, sup *s, enum phase phase, int reason)
 /* Records a restart; false if that exceeds the intensity. */
 static int note_restart(sup *s)
 {
-    uint64_t now = now_ms();
+    uint64_t now = tr__now_ms();
     uint32_t keep = 0;
     for (uint32_t i = 0; i < s->nstamps; i++) {
         if (now - s->stamps[i] < s->period_ms) {
