@@ -6,11 +6,6 @@ find_package(Threads REQUIRED)
 find_path(LIBEV_INCLUDE_DIR ev.h REQUIRED)
 find_library(LIBEV_LIBRARY NAMES ev REQUIRED)
 
-# Concurrency Kit: we only use its header-only atomics (ck_pr), but link the
-# library so any non-inline helper resolves.
-find_path(CK_INCLUDE_DIR ck_pr.h REQUIRED)
-find_library(CK_LIBRARY NAMES ck REQUIRED)
-
 # BoringSSL from Debian's android-libboringssl-dev: headers and libraries
 # live under android/ subdirectories and need an rpath.
 find_path(BORINGSSL_INCLUDE_DIR openssl/ssl.h
@@ -28,9 +23,9 @@ else()
 endif()
 
 add_library(troupe_deps INTERFACE)
-target_include_directories(troupe_deps INTERFACE ${LIBEV_INCLUDE_DIR} ${CK_INCLUDE_DIR})
-target_link_libraries(troupe_deps INTERFACE ${LIBEV_LIBRARY} ${CK_LIBRARY} Threads::Threads)
-set(TROUPE_DEP_LIBS ev ck pthread)
+target_include_directories(troupe_deps INTERFACE ${LIBEV_INCLUDE_DIR})
+target_link_libraries(troupe_deps INTERFACE ${LIBEV_LIBRARY} Threads::Threads)
+set(TROUPE_DEP_LIBS ev pthread)
 if(TROUPE_HAVE_BORINGSSL)
   # BoringSSL headers are added privately by the TLS sources, so they never
   # shadow a system OpenSSL in users' builds.

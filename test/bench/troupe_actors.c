@@ -3,8 +3,10 @@
  *   troupe-actors [KERNEL] [--workers N]
  *
  * KERNEL is one of pingpong, counting, forkjoin, threadring, spawn; with
- * none, every kernel runs. `idle` (only when named) starts the runtime,
- * leaves it idle for 10 s and reports the CPU time it used. Each kernel gets a fresh runtime, checks its own
+ * none, every kernel runs. Only when named: `idle` starts the runtime,
+ * leaves it idle for 10 s and reports the CPU time it used; `handoff`
+ * measures the machine's floor for a cross-thread round trip (two threads
+ * spinning on two cache lines, no runtime at all). Each kernel gets a fresh runtime, checks its own
  * result (exit status 1 on a wrong one) and ends with a line
  *
  *   RESULT impl=troupe kernel=K [placement=P] workers=W n=N wall_s=..
@@ -740,6 +742,48 @@ static int run_idle(unsigned workers)
     return runtime_down(rt);
 }
 
+/* ---- handoff: the machine's floor for a cross-thread round trip ---- */
+
+/* Two threads pass a counter back and forth through two cache lines,
+ * spinning: no runtime, no queue, no message. Whatever a runtime does to
+ * hand a message to another worker costs at least this per round trip. */
+#define HANDOFF_N 2000000u
+
+static _Alignas(64) uint64_t handoff_ping;
+static _Alignas(64) uint64_t handoff_pong;
+
+static void *handoff_peer(void *arg)
+{
+    (void)arg;
+    for (uint64_t i = 1; i <= HANDOFF_N; i++) {
+        while (__atomic_load_n(&handoff_ping, __ATOMIC_ACQUIRE) != i) {
+            __builtin_ia32_pause();
+        }
+        __atomic_store_n(&handoff_pong, i, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static int run_handoff(unsigned workers)
+{
+    (void)workers;
+    pthread_t t;
+    if (pthread_create(&t, NULL, handoff_peer, NULL) != 0) {
+        return 0;
+    }
+    meter m;
+    meter_start(&m);
+    for (uint64_t i = 1; i <= HANDOFF_N; i++) {
+        __atomic_store_n(&handoff_ping, i, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&handoff_pong, __ATOMIC_ACQUIRE) != i) {
+            __builtin_ia32_pause();
+        }
+    }
+    report(&m, "handoff", NULL, 2, HANDOFF_N, "round trips");
+    pthread_join(t, NULL);
+    return 1;
+}
+
 /* ---- main ---- */
 
 typedef struct kernel {
@@ -755,11 +799,11 @@ static const kernel kernels[] = {
 #define NKERNELS (sizeof(kernels) / sizeof(kernels[0]))
 
 /* Run only when named. */
-static const kernel extra_kernels[] = {{"idle", run_idle}};
+static const kernel extra_kernels[] = {{"idle", run_idle}, {"handoff", run_handoff}};
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: troupe-actors [pingpong|counting|forkjoin|threadring|spawn|idle] "
+    fprintf(stderr, "usage: troupe-actors [pingpong|counting|forkjoin|threadring|spawn|idle|handoff] "
                     "[--workers N]\n");
     exit(2);
 }

@@ -380,6 +380,39 @@ Test(backpressure, send_wait_on_a_worker_returns_edeadlk)
     tr_test_leak_check();
 }
 
+/* Regression: tr_server_free on a worker used to block (it waits for the
+ * server's agents, which may need that very worker). */
+static tr_server *free_me;
+
+static int free_frame(tr_conn *c, const void *data, size_t len, void *user)
+{
+    (void)user;
+    tr_test_log_add(&events, E_DEADLK, 1, tr_server_free(free_me));
+    return tr_conn_write(c, data, len);
+}
+
+static const tr_handler free_handler = {.on_frame = free_frame};
+
+Test(backpressure, server_free_on_a_worker_returns_edeadlk_and_frees_nothing)
+{
+    fixture f;
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.handler = &free_handler;
+    start(&f, tr_test_codec_line(0), &cfg);
+    free_me = f.srv;
+    int fd = tr_test_client(f.addr);
+    tr_test_roundtrip(fd, "hi\n", "hi\n");
+    int64_t rc[2];
+    cr_assert_eq(tr_test_log_select(&events, E_DEADLK, NULL, rc, 2), 1);
+    cr_assert_eq(rc[0], TR_EDEADLK);
+    cr_assert(tr_server_is_running(f.srv), "the server is untouched");
+    tr_test_roundtrip(fd, "again\n", "again\n");
+    close(fd);
+    finish(&f);
+    tr_test_leak_check();
+}
+
 /* ---- handler actor with a bounded mailbox ---- */
 
 enum { MSG_HOLD = TR_MSG_USER, MAILBOX = 16, LINE = 128 };
