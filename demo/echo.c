@@ -1,7 +1,7 @@
 /* troupe-echo: an echo server. Every frame read is written back with the
  * same framing. SIGINT/SIGTERM drain gracefully (5 s).
  *
- *   troupe-echo [--listen HOST:PORT] [--workers N] [--codec raw|line|length]
+ *   troupe-echo [--listen HOST:PORT | --unix PATH] [--workers N] [--codec raw|line|length]
  *               [--max-frame BYTES] [--idle-timeout SECONDS]
  *               [--accept reuseport|single]
  */
@@ -26,7 +26,7 @@ static const tr_handler echo_handler = {.on_frame = on_frame};
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: troupe-echo [--listen HOST:PORT] [--workers N] "
+    fprintf(stderr, "usage: troupe-echo [--listen HOST:PORT | --unix PATH] [--workers N] "
                     "[--codec raw|line|length] [--max-frame BYTES] [--idle-timeout SECONDS] "
                     "[--accept reuseport|single]\n");
     exit(2);
@@ -57,6 +57,7 @@ static tr_codec *make_codec(const char *name, int *err)
 int main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:7007";
+    static char unix_addr[128];
     const char *codec_name = "line";
     unsigned workers = 0;
     size_t max_frame = 1u << 20;
@@ -70,6 +71,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--listen") == 0) {
             listen = v;
+        } else if (strcmp(a, "--unix") == 0) {
+            /* A Unix stream socket at PATH (or @name: abstract). */
+            snprintf(unix_addr, sizeof(unix_addr), "unix:%s", v);
+            listen = unix_addr;
         } else if (strcmp(a, "--workers") == 0) {
             workers = (unsigned)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--codec") == 0) {

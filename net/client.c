@@ -163,7 +163,9 @@ static int dial(tr_conn *c)
         dial_failed(cl, -errno);
         return 0;
     }
-    tr__sock_tune(fd, cl->ccfg, KEEPALIVE_IDLE_S);
+    if (cl->addr.ss_family != AF_UNIX) {
+        tr__sock_tune(fd, cl->ccfg, KEEPALIVE_IDLE_S);
+    }
     if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.user) < 0) {
         c->fd = fd;
         dial_failed(cl, TR_EINVAL);

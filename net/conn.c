@@ -678,7 +678,7 @@ void tr_conn_stats_get(const tr_conn *c, tr_conn_stats *out)
 
 int tr_conn_peer(const tr_conn *c, char *buf, size_t len)
 {
-    return tr__addr_format((const struct sockaddr *)&c->peer, buf, len);
+    return tr__addr_format((const struct sockaddr *)&c->peer, c->peer_len, buf, len);
 }
 
 int tr_conn_local(const tr_conn *c, char *buf, size_t len)
@@ -689,7 +689,23 @@ int tr_conn_local(const tr_conn *c, char *buf, size_t len)
     if (c->fd < 0 || getsockname(c->fd, (struct sockaddr *)&ss, &sl) < 0) {
         ss.ss_family = AF_UNSPEC;
     }
-    return tr__addr_format((const struct sockaddr *)&ss, buf, len);
+    return tr__addr_format((const struct sockaddr *)&ss, sl, buf, len);
+}
+
+int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out)
+{
+    struct ucred uc;
+    socklen_t ul = sizeof(uc);
+    if (c->fd < 0 || c->peer.ss_family != AF_UNIX) {
+        return TR_EINVAL;
+    }
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0) {
+        return -errno;
+    }
+    out->pid = (int32_t)uc.pid;
+    out->uid = (uint32_t)uc.uid;
+    out->gid = (uint32_t)uc.gid;
+    return 0;
 }
 
 int tr__conn_cfg_check(const tr__conn_cfg *cfg)

@@ -16,7 +16,10 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <grp.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +71,11 @@ struct tr_server {
     struct sockaddr_storage addr;
     socklen_t addr_len;
     struct sockaddr_storage bound;
+    socklen_t bound_len;
+    bool is_unix;          /* a Unix stream socket: one listener, no per-IP table */
+    bool unix_made;        /* we created the socket file below (unlinked on stop) */
+    dev_t unix_dev;        /* its identity, so we never unlink another's */
+    ino_t unix_ino;
     uint32_t state;        /* atomics */
     uint32_t draining;     /* atomics: connections starting now drain at once */
     uint32_t forcing;      /* atomics */
@@ -180,7 +188,7 @@ static void send_agents(tr_server *s, uint32_t type)
 static void on_gone(tr_conn *c)
 {
     tr_server *s = ((agent *)c->owner)->srv;
-    if (s->cfg.max_per_ip) {
+    if (s->cfg.max_per_ip && !s->is_unix) {
         ip_count(s, &c->peer, -1);
     }
     uint64_t left = tr__faa_sc_64(&s->open, (uint64_t)-1) - 1;
@@ -218,16 +226,18 @@ static void admit(agent *ag, int fd, struct sockaddr_storage *peer, socklen_t pl
     } else if (!s->cfg.max_connections) {
         tr__faa_sc_64(&s->open, 1);
     }
-    if (s->cfg.max_per_ip && !ip_count(s, peer, +1)) {
+    if (s->cfg.max_per_ip && !s->is_unix && !ip_count(s, peer, +1)) {
         tr__faa_sc_64(&s->open, (uint64_t)-1);
         goto refuse;
     }
-    tr__sock_tune(fd, s->ccfg, 0);
+    if (!s->is_unix) {
+        tr__sock_tune(fd, s->ccfg, 0);
+    }
     if (s->cfg.on_socket != NULL && s->cfg.on_socket(fd, s->cfg.user) < 0) {
         goto refuse_counted;
     }
     unsigned w = ag->idx;
-    if (s->cfg.accept_mode == TR_ACCEPT_SINGLE) {
+    if (s->cfg.accept_mode == TR_ACCEPT_SINGLE || s->is_unix) {
         w = tr__faa_sc_32(&s->rr, 1) % s->nagents;
     }
     tr__conn_arg arg = {
@@ -248,7 +258,7 @@ static void admit(agent *ag, int fd, struct sockaddr_storage *peer, socklen_t pl
     TR__STAT_ADD(st, accepted, 1);
     return;
 refuse_counted:
-    if (s->cfg.max_per_ip) {
+    if (s->cfg.max_per_ip && !s->is_unix) {
         ip_count(s, peer, -1);
     }
     tr__faa_sc_64(&s->open, (uint64_t)-1);
@@ -429,6 +439,11 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
     if ((rc = tr__addr_parse(cfg->listen, &s->addr, &s->addr_len)) < 0) {
         goto fail_free;
     }
+    s->is_unix = s->addr.ss_family == AF_UNIX;
+    if (s->is_unix && (cfg->unix_mode & ~07777u) != 0) {
+        rc = TR_EINVAL;
+        goto fail_free;
+    }
     rc = TR_EINVAL;
     if (cfg->backlog <= 0 || (unsigned)cfg->accept_mode > TR_ACCEPT_SINGLE ||
         (unsigned)cfg->admission > TR_ADMIT_PAUSE) {
@@ -465,21 +480,119 @@ fail:
     return NULL;
 }
 
+/* Before binding a Unix path: a socket file nobody listens on any more is
+ * left over from a server that died; remove it. One a live server still
+ * listens on is refused (-EADDRINUSE), and so is anything that is not a
+ * socket (-EEXIST): we never delete the user's files. */
+static int clear_stale_unix(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        return errno == ENOENT ? 0 : -errno;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        return -EEXIST;
+    }
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    memcpy(un.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc = connect(fd, (struct sockaddr *)&un, sizeof(un));
+    int err = errno;
+    close(fd);
+    if (rc == 0 || err == EAGAIN) {
+        return -EADDRINUSE; /* someone answers (or its backlog is full) */
+    }
+    if (err != ECONNREFUSED) {
+        return -err;
+    }
+    return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* After binding a Unix path: its mode (default 0600) and group. */
+static int own_unix_path(tr_server *s, const char *path)
+{
+    mode_t mode = s->cfg.unix_mode != 0 ? (mode_t)s->cfg.unix_mode : 0600;
+    if (chmod(path, mode) < 0) {
+        return -errno;
+    }
+    if (s->cfg.unix_group != NULL) {
+        struct group gr, *found = NULL;
+        char buf[4096];
+        int rc = getgrnam_r(s->cfg.unix_group, &gr, buf, sizeof(buf), &found);
+        if (found == NULL) {
+            return rc != 0 ? -rc : TR_EINVAL; /* no such group */
+        }
+        if (chown(path, (uid_t)-1, gr.gr_gid) < 0) {
+            return -errno;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        return -errno;
+    }
+    s->unix_dev = st.st_dev;
+    s->unix_ino = st.st_ino;
+    s->unix_made = true;
+    return 0;
+}
+
+/* Removes the socket file we made, if it is still ours. */
+static void unlink_unix(tr_server *s)
+{
+    const char *path = tr__addr_unix_path(&s->addr);
+    struct stat st;
+    if (!s->unix_made || path == NULL) {
+        return;
+    }
+    s->unix_made = false;
+    if (lstat(path, &st) == 0 && st.st_dev == s->unix_dev && st.st_ino == s->unix_ino) {
+        unlink(path);
+    }
+}
+
 static int open_listener(tr_server *s, const struct sockaddr *sa, socklen_t len, bool reuseport)
 {
+    const char *path = tr__addr_unix_path(&s->addr);
+    if (path != NULL) {
+        int rc = clear_stale_unix(path);
+        if (rc < 0) {
+            return rc;
+        }
+    }
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -errno;
     }
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (!s->is_unix) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    }
     if (reuseport) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     }
-    if (bind(fd, sa, len) < 0 || listen(fd, s->cfg.backlog) < 0) {
-        int err = -errno; /* close() may overwrite errno */
+    if (path != NULL) {
+        /* Linux creates the socket file with the socket's own mode (less
+         * the umask): private until own_unix_path sets the mode asked for,
+         * with no window where others could connect. umask itself is
+         * process-wide, and not ours to change. */
+        fchmod(fd, 0600);
+    }
+    if (bind(fd, sa, len) < 0) {
+        int err = -errno;
         close(fd);
         return err;
+    }
+    int rc = path != NULL ? own_unix_path(s, path) : 0;
+    if (rc == 0 && listen(fd, s->cfg.backlog) < 0) {
+        rc = -errno;
+    }
+    if (rc < 0) {
+        close(fd);
+        unlink_unix(s);
+        return rc;
     }
     return fd;
 }
@@ -492,7 +605,8 @@ int tr_server_start(tr_server *s)
     if (!tr_runtime_is_running(s->rt) || tr__load_acq_32(&s->state) != S_CREATED) {
         return TR_ESTATE;
     }
-    bool reuseport = s->cfg.accept_mode == TR_ACCEPT_REUSEPORT;
+    /* A Unix path can be bound once: one listener, round-robin hand-out. */
+    bool reuseport = s->cfg.accept_mode == TR_ACCEPT_REUSEPORT && !s->is_unix;
     unsigned nl = reuseport ? s->nagents : 1;
     struct sockaddr_storage sa = s->addr;
     int rc = 0;
@@ -508,6 +622,7 @@ int tr_server_start(tr_server *s)
             /* Port 0: the others must bind the port the first one got. */
             socklen_t bl = sizeof(s->bound);
             getsockname(fd, (struct sockaddr *)&s->bound, &bl);
+            s->bound_len = bl;
             sa = s->bound;
         }
     }
@@ -525,6 +640,9 @@ int tr_server_start(tr_server *s)
                 close(s->agents[j].lfd);
                 s->agents[j].lfd = -1;
             }
+            if (i == 0) {
+                unlink_unix(s); /* no agent took the listener */
+            }
             send_agents(s, AG_EXIT);
             return rc;
         }
@@ -541,6 +659,7 @@ fail:
         close(s->agents[i].lfd);
         s->agents[i].lfd = -1;
     }
+    unlink_unix(s);
     return rc;
 }
 
@@ -549,13 +668,16 @@ int tr_server_address(const tr_server *s, char *buf, size_t len)
     if (tr__load_acq_32((uint32_t *)&s->state) == S_CREATED) {
         return TR_ESTATE;
     }
-    return tr__addr_format((const struct sockaddr *)&s->bound, buf, len);
+    return tr__addr_format((const struct sockaddr *)&s->bound, s->bound_len, buf, len);
 }
 
 int tr_server_port(const tr_server *s)
 {
     if (tr__load_acq_32((uint32_t *)&s->state) == S_CREATED) {
         return TR_ESTATE;
+    }
+    if (s->is_unix) {
+        return 0; /* no port */
     }
     if (s->bound.ss_family == AF_INET6) {
         return ntohs(((const struct sockaddr_in6 *)&s->bound)->sin6_port);
@@ -597,6 +719,7 @@ static void stop_accepting(tr_server *s, uint64_t deadline)
     tr__store_rel_32(&s->acks, 0);
     send_agents(s, AG_STOP_ACCEPT);
     wait_u32(&s->acks, tr__load_acq_32(&s->agents_alive), deadline);
+    unlink_unix(s); /* nobody accepts on it any more */
 }
 
 int tr_server_shutdown(tr_server *s, uint32_t timeout_ms)
@@ -674,6 +797,7 @@ int tr_server_free(tr_server *s)
             free(e);
         }
     }
+    unlink_unix(s);
     pthread_mutex_destroy(&s->ip_lock);
     free(s->agents);
     tr__conn_cfg_release(s->ccfg); /* and the counters, once no connection needs them */

@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 typedef struct tr_client_config {
-    const char *connect;       /* "host:port"; required */
+    const char *connect;       /* "host:port", "unix:/path" or "unix:@name"; required */
     uint32_t connect_timeout_ms; /* default 5000 */
     const tr_codec *codec;     /* required */
     const tr_handler *handler; /* required */

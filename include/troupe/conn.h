@@ -142,9 +142,25 @@ TR_API void *tr_conn_user(const tr_conn *c);
 TR_API void tr_conn_set_user(tr_conn *c, void *user);
 TR_API void tr_conn_stats_get(const tr_conn *c, tr_conn_stats *out);
 
-/* Peer and local address as "host:port" ("[v6]:port" for IPv6). Returns
- * the length, or TR_EINVAL if buf is too small (64 bytes always do). */
+/* Peer and local address as "host:port" ("[v6]:port" for IPv6;
+ * "unix:/path", "unix:@name", or "unix:" for an unnamed Unix socket such as
+ * a client's). Returns the length, or TR_EINVAL if buf is too small (64
+ * bytes always do for IP; a Unix path may need 114). Threads: owning
+ * worker only. */
 TR_API int tr_conn_peer(const tr_conn *c, char *buf, size_t len);
+
+/* Who is at the other end of a Unix stream connection (SO_PEERCRED: the
+ * peer's credentials when it connected). */
+typedef struct tr_peer_cred {
+    int32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+} tr_peer_cred;
+
+/* Fills *out for a Unix stream connection. Returns 0, TR_EINVAL (not a
+ * Unix socket, or closed) or a negated errno.
+ * Threads: owning worker only (in a callback of the connection). */
+TR_API int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out);
 TR_API int tr_conn_local(const tr_conn *c, char *buf, size_t len);
 
 /* ---- any thread ---- */

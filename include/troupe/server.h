@@ -47,7 +47,14 @@ typedef struct tr_server_observer {
 } tr_server_observer;
 
 typedef struct tr_server_config {
-    const char *listen;        /* "127.0.0.1:8080", "[::1]:0", "0.0.0.0:0"; required */
+    /* Required. "127.0.0.1:8080", "[::1]:0", "0.0.0.0:0"; or a Unix stream
+     * socket: "unix:/run/app.sock" (a file: a stale one left by a dead
+     * server is removed, one a live server listens on is refused with
+     * -EADDRINUSE, a non-socket file with -EEXIST; it is unlinked when the
+     * server stops), "unix:@name" (a Linux abstract name: no file). A Unix
+     * server has one listener (accept_mode is ignored) and no per-IP limit;
+     * nodelay and keepalive do not apply. */
+    const char *listen;
     int backlog;               /* default 1024 */
     const tr_codec *codec;     /* required (TR_ENOCODEC), must outlive the server */
     const tr_handler *handler; /* required unless handler_actor is set (TR_ENOHANDLER) */
@@ -72,6 +79,11 @@ typedef struct tr_server_config {
     bool keepalive;            /* SO_KEEPALIVE; default true */
     tr_accept_mode accept_mode;
     const tr_server_observer *observer;
+    /* Unix socket files: permission bits (default 0 = 0600: only this
+     * user may connect) and group (a name; NULL keeps the process's). The
+     * file never has wider permissions than asked, not even briefly. */
+    uint32_t unix_mode;
+    const char *unix_group;
 } tr_server_config;
 
 /* Fills cfg with the defaults above (listen, codec, handler unset). */

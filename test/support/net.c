@@ -9,15 +9,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
-/* "1.2.3.4:80" or "[::1]:80" into a sockaddr. Returns 0 or -EINVAL. */
+/* "1.2.3.4:80", "[::1]:80", "unix:/path" or "unix:@name" into a sockaddr.
+ * Returns 0 or -EINVAL. */
 static int parse(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
     char host[64];
     const char *port;
     memset(ss, 0, sizeof(*ss));
+    if (strncmp(addr, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)ss;
+        const char *name = addr + 5;
+        size_t n = strlen(name);
+        if (n == 0 || n >= sizeof(un->sun_path)) {
+            return -EINVAL;
+        }
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, name, n);
+        if (name[0] == '@') {
+            un->sun_path[0] = '\0'; /* abstract: the length delimits it */
+            *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        } else {
+            *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        }
+        return 0;
+    }
     if (addr[0] == '[') {
         const char *end = strchr(addr, ']');
         if (end == NULL || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof(host)) {
@@ -86,7 +106,8 @@ int tr_test_sock_nonblock(int fd, bool on)
 
 int tr_test_sock_new(const char *addr, int rcvbuf)
 {
-    int fd = socket(addr[0] == '[' ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int family = strncmp(addr, "unix:", 5) == 0 ? AF_UNIX : addr[0] == '[' ? AF_INET6 : AF_INET;
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -errno;
     }

@@ -2,6 +2,7 @@
  * servers, clients and tr_client_once accept, and how addresses are
  * written back. No socket is opened. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <string.h>
 
 #include "leak.h"
@@ -112,6 +113,32 @@ Test(addr, refuses_malformed_addresses_with_eaddr)
     tr_buf *reply = NULL;
     cr_assert_eq(tr_client_once("nowhere", codec, "x", 1, 16, 100, &reply), TR_EADDR);
     cr_assert_null(reply);
+    tr_test_leak_check();
+}
+
+Test(addr, unix_paths_and_abstract_names)
+{
+    static const char *ok[] = {"unix:/tmp/a.sock", "unix:./rel.sock", "unix:@name", "unix:@a"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        cr_assert_eq(server_parse(ok[i]), 0, "\"%s\" refused", ok[i]);
+    }
+    static const char *bad[] = {"unix:", "unix:@", "unix:relative", "unix"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_eq(server_parse(bad[i]), TR_EADDR, "\"%s\"", bad[i]);
+        cr_assert_eq(client_parse(bad[i]), TR_EADDR, "client: \"%s\"", bad[i]);
+    }
+    /* sun_path holds 107 bytes and a NUL; an abstract name 107 after its NUL. */
+    char path[200] = "unix:/";
+    memset(path + 6, 'p', 106);
+    cr_assert_eq(server_parse(path), 0, "107 bytes fit");
+    path[6 + 106] = 'p';
+    cr_assert_eq(server_parse(path), -ENAMETOOLONG, "108 bytes do not");
+    cr_assert_eq(client_parse(path), -ENAMETOOLONG);
+    char abs[200] = "unix:@";
+    memset(abs + 6, 'n', 107);
+    cr_assert_eq(server_parse(abs), 0, "a 107-byte abstract name fits");
+    abs[6 + 107] = 'n';
+    cr_assert_eq(server_parse(abs), -ENAMETOOLONG);
     tr_test_leak_check();
 }
 
