@@ -239,7 +239,7 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
         tr__netw_unmark(c->nw, c);
         c->flags &= ~(F_READING | F_WRITING);
     }
-    c->cfg->tp->close(c, abort);
+    c->tp->close(c, abort);
     tr__conn_keep_tail(c, NULL, 0);
     /* Give back only what the queue held: sends still in the mailbox keep
      * their reservations until handled (a client may reopen meanwhile). */
@@ -374,6 +374,9 @@ void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, tr__ne
     c->actor = actor;
     c->nw = nw;
     c->fd = -1;
+    if (c->tp == NULL) {
+        c->tp = cfg->tp; /* the default; a transport may have been set already */
+    }
     if (actor != NULL) {
         c->id.bits = tr_self(actor).bits;
     }

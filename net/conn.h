@@ -86,7 +86,8 @@ typedef struct tr__conn_cfg {
     void (*connect_done)(tr_conn *c);
     /* Called last when the connection actor ends (frees client records). */
     void (*on_free)(tr_conn *c);
-    /* Transport: read, writev, shutdown the write side, close. */
+    /* The transport new connections get (each connection then owns its
+     * own: tr_conn.tp and tp_state). */
     const struct tr__transport *tp;
 } tr__conn_cfg;
 
@@ -110,9 +111,23 @@ typedef struct tr__conn_cfg {
         (cc)->keepalive = (cfg)->keepalive;                                                        \
     } while (0)
 
+/* A connection's transport: operations over the connection's own transport
+ * state (c->fd, c->tp_state). TCP and Unix stream sockets share the fd
+ * operations (tcp.c); the in-memory connection is a transport of its own
+ * (embedded.c); TLS will stack on the fd ones.
+ * - read: >0 bytes, 0 at EOF, or -errno (-EAGAIN: nothing now).
+ * - writev: bytes taken, or -errno (-EAGAIN: none taken now).
+ * - pending (may be NULL: none): bytes the transport holds that the fd
+ *   will never report readable (TLS records decrypted ahead); the reader
+ *   keeps reading while it is nonzero.
+ * - shutdown_wr: half-close the write side; close: release everything
+ *   (abort: discard unsent data, reset the peer).
+ * (TLS will add the direction a transport needs next, for a write that
+ * must first read and the reverse.) */
 typedef struct tr__transport {
-    ssize_t (*read)(tr_conn *c, void *buf, size_t len); /* >0, 0 = EOF, -errno */
+    ssize_t (*read)(tr_conn *c, void *buf, size_t len);
     ssize_t (*writev)(tr_conn *c, const struct iovec *iov, int n);
+    size_t (*pending)(const tr_conn *c);
     int (*shutdown_wr)(tr_conn *c);
     void (*close)(tr_conn *c, bool abort);
 } tr__transport;
@@ -131,6 +146,8 @@ struct tr_conn {
     tr_actor *actor;         /* NULL for an embedded connection */
     tr_conn_id id;
     const tr__conn_cfg *cfg;
+    const tr__transport *tp; /* this connection's transport and its state */
+    void *tp_state;
     struct tr__netw *nw;     /* NULL for an embedded connection */
     tr__netstats *st;        /* this worker's server counters, or NULL */
     int fd;
@@ -154,12 +171,6 @@ struct tr_conn {
     tr_conn_stats cs;
     struct sockaddr_storage peer;
     socklen_t peer_len;
-    /* Embedded connections: where written bytes go. */
-    unsigned char *emb_out;
-    size_t emb_len, emb_cap;
-    const unsigned char *emb_in;
-    size_t emb_in_len;
-    bool emb_eof;
 };
 
 typedef struct tr__conn_list {

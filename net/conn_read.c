@@ -165,7 +165,7 @@ void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
     tr__conn_ctx x = tr__conn_enter(c);
     size_t budget = READ_BUDGET;
     for (;;) {
-        ssize_t r = c->cfg->tp->read(c, c->nw->rbuf, TR__RBUF_BYTES);
+        ssize_t r = c->tp->read(c, c->nw->rbuf, TR__RBUF_BYTES);
         if (r > 0) {
             c->cs.bytes_in += (size_t)r;
             TR__STAT_ADD(c->st, bytes_in, (uint64_t)r);
@@ -177,9 +177,12 @@ void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
                 tr__conn_input(c, c->nw->rbuf, (size_t)r);
             }
             /* A short read drained the socket: don't pay a read just to see
-             * EAGAIN. Also stop at the budget (fairness) or a pause. */
-            if ((size_t)r < TR__RBUF_BYTES || budget <= (size_t)r || !(c->flags & F_READING) ||
-                (c->flags & F_CLOSED)) {
+             * EAGAIN, unless the transport holds bytes the socket will
+             * never report (TLS). Also stop at the budget (fairness) or a
+             * pause. */
+            bool held = c->tp->pending != NULL && c->tp->pending(c) > 0;
+            if (((size_t)r < TR__RBUF_BYTES && !held) || budget <= (size_t)r ||
+                !(c->flags & F_READING) || (c->flags & F_CLOSED)) {
                 break;
             }
             budget -= (size_t)r;

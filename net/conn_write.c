@@ -77,7 +77,7 @@ void tr__conn_flush(tr_conn *c)
         for (int i = 0; i < n; i++) {
             want += iov[i].iov_len;
         }
-        ssize_t r = c->cfg->tp->writev(c, iov, n);
+        ssize_t r = c->tp->writev(c, iov, n);
         if (r > 0) {
             tr__outq_consume(&c->out, (size_t)r);
             tr__conn_unreserve(c, (size_t)r);
@@ -109,7 +109,7 @@ void tr__conn_flush(tr_conn *c)
     set_writing(c, c->out.bytes > 0);
     if (c->out.bytes == 0 && !(c->flags & F_CLOSED)) {
         if ((c->flags & (F_CLOSING | F_SHUT_REQ)) && !(c->flags & F_WR_SHUT)) {
-            c->cfg->tp->shutdown_wr(c);
+            c->tp->shutdown_wr(c);
             c->flags |= F_WR_SHUT;
         }
         if ((c->flags & F_CLOSING) && !(c->flags & F_LINGER)) {

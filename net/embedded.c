@@ -12,10 +12,18 @@
 struct tr_embedded {
     tr__conn_cfg ccfg;
     tr_conn conn;
+    /* The transport's state: where written bytes go. */
+    unsigned char *out;
+    size_t out_len, out_cap;
     bool wr_shut;
     bool closed;
     int reason;
 };
+
+static tr_embedded *owner_of(const tr_conn *c)
+{
+    return c->tp_state;
+}
 
 static ssize_t emb_read(tr_conn *c, void *buf, size_t len)
 {
@@ -27,32 +35,28 @@ static ssize_t emb_read(tr_conn *c, void *buf, size_t len)
 
 static ssize_t emb_writev(tr_conn *c, const struct iovec *iov, int n)
 {
+    tr_embedded *e = owner_of(c);
     size_t total = 0;
     for (int i = 0; i < n; i++) {
         total += iov[i].iov_len;
     }
-    if (c->emb_cap - c->emb_len < total) {
-        size_t cap = c->emb_cap ? c->emb_cap : 256;
-        while (cap - c->emb_len < total) {
+    if (e->out_cap - e->out_len < total) {
+        size_t cap = e->out_cap ? e->out_cap : 256;
+        while (cap - e->out_len < total) {
             cap *= 2;
         }
-        unsigned char *nb = realloc(c->emb_out, cap);
+        unsigned char *nb = realloc(e->out, cap);
         if (nb == NULL) {
             return -ENOMEM;
         }
-        c->emb_out = nb;
-        c->emb_cap = cap;
+        e->out = nb;
+        e->out_cap = cap;
     }
     for (int i = 0; i < n; i++) {
-        memcpy(c->emb_out + c->emb_len, iov[i].iov_base, iov[i].iov_len);
-        c->emb_len += iov[i].iov_len;
+        memcpy(e->out + e->out_len, iov[i].iov_base, iov[i].iov_len);
+        e->out_len += iov[i].iov_len;
     }
     return (ssize_t)total;
-}
-
-static tr_embedded *owner_of(tr_conn *c)
-{
-    return (tr_embedded *)((char *)c - offsetof(tr_embedded, conn));
 }
 
 static int emb_shutdown_wr(tr_conn *c)
@@ -67,6 +71,7 @@ static void emb_close(tr_conn *c, bool abort)
     owner_of(c)->wr_shut = true;
 }
 
+/* No pending bytes and no wants: input arrives through tr_embedded_feed. */
 static const tr__transport emb_transport = {
     .read = emb_read, .writev = emb_writev, .shutdown_wr = emb_shutdown_wr, .close = emb_close};
 
@@ -103,6 +108,8 @@ tr_embedded *tr_embedded_new(const tr_server_config *cfg, int *err)
         *err = rc;
         return NULL;
     }
+    e->conn.tp = &emb_transport;
+    e->conn.tp_state = e;
     tr__conn_setup(&e->conn, cc, NULL, NULL);
     tr__conn_open(&e->conn);
     tr_embedded_flush(e);
@@ -146,16 +153,18 @@ int tr_embedded_feed_eof(tr_embedded *e)
 
 size_t tr_embedded_read(tr_embedded *e, void *buf, size_t cap)
 {
-    size_t n = e->conn.emb_len < cap ? e->conn.emb_len : cap;
-    memcpy(buf, e->conn.emb_out, n);
-    memmove(e->conn.emb_out, e->conn.emb_out + n, e->conn.emb_len - n);
-    e->conn.emb_len -= n;
+    size_t n = e->out_len < cap ? e->out_len : cap;
+    if (n > 0) {
+        memcpy(buf, e->out, n);
+        memmove(e->out, e->out + n, e->out_len - n);
+        e->out_len -= n;
+    }
     return n;
 }
 
 size_t tr_embedded_pending(const tr_embedded *e)
 {
-    return e->conn.emb_len;
+    return e->out_len;
 }
 
 bool tr_embedded_is_closed(const tr_embedded *e)
@@ -186,6 +195,6 @@ void tr_embedded_free(tr_embedded *e)
     if (!e->closed) {
         tr__conn_finish_close(&e->conn, TR_ECLOSED, true);
     }
-    free(e->conn.emb_out);
+    free(e->out);
     free(e);
 }
