@@ -1,0 +1,311 @@
+/* Server and client options that other suites do not exercise: socket
+ * options on accepted and dialed sockets, server-level info lines, CONTINUE
+ * after an idle timeout, tr_server_close cutting a running shutdown short,
+ * and a client's on_error. Real sockets on loopback. */
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net.h"
+#include "rt.h"
+#include "srv.h"
+#include "troupe/troupe.h"
+#include "wait.h"
+
+TestSuite(options, .timeout = 60.0);
+
+static int echo_frame(tr_conn *c, const void *data, size_t len, void *user)
+{
+    (void)user;
+    return tr_conn_write(c, data, len);
+}
+
+static const tr_handler echo = {.on_frame = echo_frame};
+
+typedef struct fixture {
+    tr_runtime *rt;
+    tr_codec *codec;
+    tr_server *srv;
+    char addr[80];
+} fixture;
+
+static void start(fixture *f, tr_server_config *cfg)
+{
+    f->rt = tr_test_runtime(2);
+    f->codec = tr_test_codec_line(0);
+    cfg->listen = "127.0.0.1:0";
+    cfg->codec = f->codec;
+    if (cfg->handler == NULL) {
+        cfg->handler = &echo;
+    }
+    f->srv = tr_test_server(f->rt, cfg, f->addr, sizeof(f->addr));
+}
+
+static void finish(fixture *f)
+{
+    tr_server_shutdown(f->srv, 5000);
+    cr_assert_eq(tr_server_free(f->srv), 0);
+    tr_test_runtime_finish(f->rt);
+    tr_codec_free(f->codec);
+}
+
+/* ---- socket options ---- */
+
+static uint64_t seen_nodelay, seen_keepalive, seen_sockets; /* atomics */
+
+/* on_socket runs after troupe tuned the fd: read what it set. */
+static int read_options(int fd, void *user)
+{
+    (void)user;
+    int v = 0;
+    socklen_t l = sizeof(v);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) == 0) {
+        tr_test_store(&seen_nodelay, (uint64_t)v);
+    }
+    v = 0;
+    l = sizeof(v);
+    if (getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v, &l) == 0) {
+        tr_test_store(&seen_keepalive, (uint64_t)v);
+    }
+    tr_test_add(&seen_sockets, 1);
+    return 0;
+}
+
+static void check_accepted_options(bool on)
+{
+    fixture f;
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.on_socket = read_options;
+    cfg.nodelay = on;
+    cfg.keepalive = on;
+    tr_test_store(&seen_sockets, 0);
+    tr_test_store(&seen_nodelay, 99);
+    tr_test_store(&seen_keepalive, 99);
+    start(&f, &cfg);
+    int fd = tr_test_client(f.addr);
+    tr_test_roundtrip(fd, "x\n", "x\n");
+    cr_assert(tr_test_wait_ge(&seen_sockets, 1, 5000));
+    cr_assert_eq(tr_test_load(&seen_nodelay) != 0, on, "TCP_NODELAY %s", on ? "on" : "off");
+    cr_assert_eq(tr_test_load(&seen_keepalive) != 0, on, "SO_KEEPALIVE %s", on ? "on" : "off");
+    close(fd);
+    finish(&f);
+}
+
+Test(options, accepted_sockets_get_nodelay_and_keepalive_by_default)
+{
+    check_accepted_options(true);
+}
+
+Test(options, accepted_sockets_keep_the_kernel_defaults_when_asked)
+{
+    check_accepted_options(false);
+}
+
+static uint64_t client_opened; /* atomics */
+
+static int client_open(tr_conn *c, void *user)
+{
+    (void)c;
+    (void)user;
+    tr_test_add(&client_opened, 1);
+    return 0;
+}
+
+static const tr_handler client_handler = {.on_open = client_open, .on_frame = echo_frame};
+
+Test(options, dialed_sockets_get_nodelay_and_keepalive)
+{
+    fixture f;
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    start(&f, &cfg);
+    tr_client_config cc;
+    tr_client_config_defaults(&cc);
+    cc.connect = f.addr;
+    cc.codec = f.codec;
+    cc.handler = &client_handler;
+    cc.on_socket = read_options;
+    tr_test_store(&seen_sockets, 0);
+    tr_test_store(&client_opened, 0);
+    tr_conn_id id;
+    cr_assert_eq(tr_client_connect(f.rt, &cc, &id), 0);
+    cr_assert(tr_test_wait_ge(&client_opened, 1, 5000));
+    cr_assert(tr_test_wait_ge(&seen_sockets, 1, 5000));
+    cr_assert_eq(tr_test_load(&seen_nodelay), 1);
+    cr_assert_eq(tr_test_load(&seen_keepalive), 1);
+    cr_assert_eq(tr_conn_close_id(id), 0);
+    finish(&f);
+}
+
+/* ---- server-level info lines ---- */
+
+static tr_test_log info_log;
+enum { I_LISTENING = 1, I_DRAINING, I_STOPPED };
+
+static void on_info(const char *line, void *user)
+{
+    (void)user;
+    if (strstr(line, "event=server_listening") != NULL) {
+        tr_test_log_add(&info_log, I_LISTENING, 0, 0);
+    } else if (strstr(line, "event=server_draining") != NULL) {
+        tr_test_log_add(&info_log, I_DRAINING, 0, 0);
+    } else if (strstr(line, "event=server_stopped result=clean") != NULL) {
+        tr_test_log_add(&info_log, I_STOPPED, 0, 0);
+    }
+}
+
+static const tr_server_observer info_observer = {.on_info = on_info};
+
+Test(options, on_info_reports_listening_draining_and_stopped_in_order)
+{
+    tr_test_log_init(&info_log);
+    fixture f;
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.observer = &info_observer;
+    start(&f, &cfg);
+    cr_assert_eq(tr_server_shutdown(f.srv, 5000), 0);
+    tr_test_event ev[8];
+    size_t n = tr_test_log_get(&info_log, ev, 8);
+    cr_assert_eq(n, 3, "%zu info lines", n);
+    cr_assert_eq(ev[0].kind, I_LISTENING);
+    cr_assert_eq(ev[1].kind, I_DRAINING);
+    cr_assert_eq(ev[2].kind, I_STOPPED);
+    finish(&f);
+    tr_test_log_fini(&info_log);
+}
+
+/* ---- CONTINUE after an idle timeout ---- */
+
+Test(options, continue_after_an_idle_timeout_keeps_the_connection)
+{
+    fixture f;
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.idle_timeout_ms = 100;
+    cfg.policy[TR_ERR_IDLE_TIMEOUT] = TR_CONTINUE;
+    start(&f, &cfg);
+    int fd = tr_test_client(f.addr);
+    tr_test_roundtrip(fd, "before\n", "before\n");
+    /* Two timeouts at least, counted, and the connection still serves. */
+    tr_test_stat_arg a = {f.srv, offsetof(tr_server_stats, idle_timeouts), 2, false};
+    cr_assert(tr_test_wait_until(tr_test_stat_cond, &a, 10000), "no idle timeouts counted");
+    tr_test_roundtrip(fd, "after\n", "after\n");
+    cr_assert_eq(tr_server_open_connections(f.srv), 1);
+    close(fd);
+    finish(&f);
+}
+
+/* ---- close cutting a running shutdown short ---- */
+
+typedef struct shutdown_call {
+    tr_server *srv;
+    int rc;
+    uint64_t done; /* atomics */
+} shutdown_call;
+
+static void *run_shutdown(void *arg)
+{
+    shutdown_call *sc = arg;
+    sc->rc = tr_server_shutdown(sc->srv, 30000);
+    tr_test_store(&sc->done, 1);
+    return NULL;
+}
+
+static bool is_draining(void *arg)
+{
+    return tr_server_is_draining(arg);
+}
+
+Test(options, close_cuts_a_running_shutdown_short)
+{
+    fixture f;
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.linger_ms = 30000; /* a peer that never closes holds the drain */
+    start(&f, &cfg);
+    int fd = tr_test_client(f.addr);
+    tr_test_roundtrip(fd, "hold\n", "hold\n");
+    shutdown_call sc = {f.srv, 1, 0};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, run_shutdown, &sc), 0);
+    cr_assert(tr_test_wait_until(is_draining, f.srv, 5000), "the shutdown began");
+    cr_assert_not(tr_test_wait_ge(&sc.done, 1, 200), "it waits for the peer");
+    cr_assert_eq(tr_server_close(f.srv), 0);
+    cr_assert(tr_test_wait_ge(&sc.done, 1, 10000), "close ended the shutdown long before 30 s");
+    pthread_join(t, NULL);
+    cr_assert(sc.rc == 0 || sc.rc == TR_ETIMEDOUT, "shutdown: %s", tr_strerror(sc.rc));
+    cr_assert_eq(tr_server_open_connections(f.srv), 0);
+    cr_assert_not(tr_server_is_running(f.srv));
+    close(fd);
+    cr_assert_eq(tr_server_free(f.srv), 0);
+    tr_test_runtime_finish(f.rt);
+    tr_codec_free(f.codec);
+}
+
+/* ---- a client's on_error ---- */
+
+static uint64_t client_errors, client_error_class; /* atomics */
+
+static tr_error_action client_on_error(tr_conn *c, tr_error_class cls, int err, void *user)
+{
+    (void)c;
+    (void)err;
+    (void)user;
+    tr_test_store(&client_error_class, (uint64_t)cls);
+    tr_test_add(&client_errors, 1);
+    return TR_DISCONNECT;
+}
+
+static int client_send_open(tr_conn *c, void *user)
+{
+    (void)user;
+    return tr_conn_write(c, "hi", 2);
+}
+
+/* Answers every frame with a line longer than the client's limit. */
+static int long_reply(tr_conn *c, const void *data, size_t len, void *user)
+{
+    (void)data;
+    (void)len;
+    (void)user;
+    return tr_conn_write(c, "a line much longer than eight bytes", 35);
+}
+
+static const tr_handler long_replier = {.on_frame = long_reply};
+
+static const tr_handler erring_client = {
+    .on_open = client_send_open, .on_frame = echo_frame, .on_error = client_on_error};
+
+static bool id_closed(void *arg)
+{
+    return tr_conn_id_is_closed(*(tr_conn_id *)arg);
+}
+
+Test(options, a_clients_on_error_sees_a_frame_too_large)
+{
+    fixture f;
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.handler = &long_replier;
+    start(&f, &cfg);
+    tr_test_store(&client_errors, 0);
+    tr_client_config cc;
+    tr_client_config_defaults(&cc);
+    cc.connect = f.addr;
+    cc.codec = f.codec;
+    cc.handler = &erring_client;
+    cc.max_frame_bytes = 8; /* the server's reply is too large for it */
+    tr_conn_id id;
+    cr_assert_eq(tr_client_connect(f.rt, &cc, &id), 0);
+    cr_assert(tr_test_wait_ge(&client_errors, 1, 5000), "the client's on_error never ran");
+    cr_assert_eq(tr_test_load(&client_error_class), TR_ERR_FRAME_TOO_LARGE);
+    cr_assert(tr_test_wait_until(id_closed, &id, 5000), "DISCONNECT closed it");
+    finish(&f);
+}
