@@ -45,6 +45,7 @@ void tr_client_config_defaults(tr_client_config *cfg)
     cfg->send_overflow = TR_OVERFLOW_REFUSE;
     cfg->nodelay = true;
     cfg->keepalive = true;
+    cfg->keepalive_idle_s = KEEPALIVE_IDLE_S;
     cfg->backoff_min_ms = 100;
     cfg->backoff_max_ms = 30000;
 }
@@ -164,7 +165,7 @@ static int dial(tr_conn *c)
         return 0;
     }
     if (cl->addr.ss_family != AF_UNIX) {
-        tr__sock_tune(fd, cl->ccfg, KEEPALIVE_IDLE_S);
+        tr__sock_tune(fd, cl->ccfg);
     }
     if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.user) < 0) {
         c->fd = fd;

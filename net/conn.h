@@ -78,6 +78,7 @@ typedef struct tr__conn_cfg {
     size_t high_wm, low_wm;
     tr_overflow overflow;
     bool nodelay, keepalive;
+    uint32_t ka_idle_s, ka_interval_s, ka_count; /* 0: the kernel's */
     const tr_server_observer *observer;
     tr__netstats *stats;    /* per worker, or NULL */
     /* Called once on the owning worker after the connection closed. */
@@ -109,6 +110,9 @@ typedef struct tr__conn_cfg {
         (cc)->overflow = (cfg)->send_overflow;                                                     \
         (cc)->nodelay = (cfg)->nodelay;                                                            \
         (cc)->keepalive = (cfg)->keepalive;                                                        \
+        (cc)->ka_idle_s = (cfg)->keepalive_idle_s;                                                 \
+        (cc)->ka_interval_s = (cfg)->keepalive_interval_s;                                         \
+        (cc)->ka_count = (cfg)->keepalive_count;                                                   \
     } while (0)
 
 /* A connection's transport: operations over the connection's own transport
@@ -229,8 +233,9 @@ bool tr__conn_is_draining(const tr_conn *c);
 /* Whether the application closed it (tr_conn_close/abort, or by id). */
 bool tr__conn_closed_by_user(const tr_conn *c);
 
-/* Applies socket options of cfg to an fd (nodelay, keepalive). */
-void tr__sock_tune(int fd, const tr__conn_cfg *cfg, int keepalive_idle_s);
+/* Applies socket options of cfg to a TCP fd (nodelay, keep-alive and its
+ * timing). */
+void tr__sock_tune(int fd, const tr__conn_cfg *cfg);
 
 /* A counted settings block with one reference, zeroed; NULL when out of
  * memory. Any thread. */

@@ -231,7 +231,7 @@ static void admit(agent *ag, int fd, struct sockaddr_storage *peer, socklen_t pl
         goto refuse;
     }
     if (!s->is_unix) {
-        tr__sock_tune(fd, s->ccfg, 0);
+        tr__sock_tune(fd, s->ccfg);
     }
     if (s->cfg.on_socket != NULL && s->cfg.on_socket(fd, s->cfg.user) < 0) {
         goto refuse_counted;

@@ -54,7 +54,15 @@ static void tcp_close(tr_conn *c, bool abort)
 const tr__transport tr__tcp_transport = {
     .read = tcp_read, .writev = tcp_writev, .shutdown_wr = tcp_shutdown_wr, .close = tcp_close};
 
-void tr__sock_tune(int fd, const tr__conn_cfg *cfg, int keepalive_idle_s)
+static void set_int(int fd, int level, int opt, uint32_t v)
+{
+    if (v > 0) {
+        int i = v > 32767 ? 32767 : (int)v; /* the kernel's limit for these */
+        setsockopt(fd, level, opt, &i, sizeof(i));
+    }
+}
+
+void tr__sock_tune(int fd, const tr__conn_cfg *cfg)
 {
     int one = 1;
     if (cfg->nodelay) {
@@ -62,8 +70,8 @@ void tr__sock_tune(int fd, const tr__conn_cfg *cfg, int keepalive_idle_s)
     }
     if (cfg->keepalive) {
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        if (keepalive_idle_s > 0) {
-            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &keepalive_idle_s, sizeof(keepalive_idle_s));
-        }
+        set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, cfg->ka_idle_s);
+        set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, cfg->ka_interval_s);
+        set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, cfg->ka_count);
     }
 }

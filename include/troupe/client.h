@@ -35,7 +35,10 @@ typedef struct tr_client_config {
     size_t high_watermark, low_watermark; /* default 1 MiB / 256 KiB */
     tr_overflow send_overflow;
     bool nodelay;              /* default true */
-    bool keepalive;            /* default true, idle 300 s (the seed's 5 min) */
+    bool keepalive;            /* default true */
+    /* Keep-alive timing, in seconds / probes: idle default 300 (the
+     * seed's 5 min); interval and count 0 = the kernel's. */
+    uint32_t keepalive_idle_s, keepalive_interval_s, keepalive_count;
     /* Reconnect after a failed dial or a lost connection, with capped
      * exponential backoff and jitter; the tr_conn_id stays the same. */
     bool reconnect;

@@ -77,6 +77,9 @@ typedef struct tr_server_config {
     int (*on_socket)(int fd, void *user);
     bool nodelay;              /* TCP_NODELAY; default true */
     bool keepalive;            /* SO_KEEPALIVE; default true */
+    /* Keep-alive timing, in seconds / probes; 0 (default) keeps the
+     * kernel's (idle 7200 s, interval 75 s, 9 probes on Linux). */
+    uint32_t keepalive_idle_s, keepalive_interval_s, keepalive_count;
     tr_accept_mode accept_mode;
     const tr_server_observer *observer;
     /* Unix socket files: permission bits (default 0 = 0600: only this

@@ -143,6 +143,79 @@ Test(options, dialed_sockets_get_nodelay_and_keepalive)
     finish(&f);
 }
 
+/* ---- keep-alive timing ---- */
+
+static uint64_t ka_idle, ka_intvl, ka_cnt, ka_seen; /* atomics */
+
+static int read_keepalive(int fd, void *user)
+{
+    (void)user;
+    int v;
+    socklen_t l = sizeof(v);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &l) == 0) {
+        tr_test_store(&ka_idle, (uint64_t)v);
+    }
+    l = sizeof(v);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, &l) == 0) {
+        tr_test_store(&ka_intvl, (uint64_t)v);
+    }
+    l = sizeof(v);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, &l) == 0) {
+        tr_test_store(&ka_cnt, (uint64_t)v);
+    }
+    tr_test_add(&ka_seen, 1);
+    return 0;
+}
+
+static uint64_t client_ka_idle; /* atomics */
+
+static int read_client_keepalive(int fd, void *user)
+{
+    (void)user;
+    int v;
+    socklen_t l = sizeof(v);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, &l) == 0) {
+        tr_test_store(&client_ka_idle, (uint64_t)v);
+    }
+    return 0;
+}
+
+Test(options, keepalive_timing_is_applied_on_both_sides)
+{
+    fixture f;
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.on_socket = read_keepalive;
+    cfg.keepalive_idle_s = 30;
+    cfg.keepalive_interval_s = 5;
+    cfg.keepalive_count = 3;
+    tr_test_store(&ka_seen, 0);
+    start(&f, &cfg);
+    int fd = tr_test_client(f.addr);
+    tr_test_roundtrip(fd, "ka\n", "ka\n");
+    cr_assert(tr_test_wait_ge(&ka_seen, 1, 5000));
+    cr_assert_eq(tr_test_load(&ka_idle), 30);
+    cr_assert_eq(tr_test_load(&ka_intvl), 5);
+    cr_assert_eq(tr_test_load(&ka_cnt), 3);
+    close(fd);
+
+    /* A client keeps the seed's 5-minute idle by default. */
+    tr_client_config cc;
+    tr_client_config_defaults(&cc);
+    cr_assert_eq(cc.keepalive_idle_s, 300);
+    cc.connect = f.addr;
+    cc.codec = f.codec;
+    cc.handler = &client_handler;
+    cc.on_socket = read_client_keepalive;
+    tr_test_store(&client_opened, 0);
+    tr_conn_id id;
+    cr_assert_eq(tr_client_connect(f.rt, &cc, &id), 0);
+    cr_assert(tr_test_wait_ge(&client_opened, 1, 5000)); /* after its on_socket */
+    cr_assert_eq(tr_test_load(&client_ka_idle), 300);
+    cr_assert_eq(tr_conn_close_id(id), 0);
+    finish(&f);
+}
+
 /* ---- server-level info lines ---- */
 
 static tr_test_log info_log;
