@@ -299,6 +299,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         TR__STAT_ADD(&s->stats[ag->idx], accept_errors, 1);
+        if (s->cfg.observer != NULL && s->cfg.observer->on_server_error != NULL) {
+            s->cfg.observer->on_server_error(-err, s->cfg.user);
+        }
         if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
             /* Out of fds: the listener stays readable, so watching it would
              * spin. Sleep on a timer instead and try again. */
@@ -808,6 +811,12 @@ int tr_server_free(tr_server *s)
 bool tr_server_is_running(const tr_server *s)
 {
     return tr__load_acq_32((uint32_t *)&s->state) == S_RUNNING;
+}
+
+bool tr_server_is_gone(const tr_server *s)
+{
+    return tr__load_acq_32((uint32_t *)&s->state) == S_STOPPED &&
+           tr__load_acq_64((uint64_t *)&s->open) == 0;
 }
 
 bool tr_server_is_draining(const tr_server *s)

@@ -44,6 +44,10 @@ typedef struct tr_server_observer {
     void (*on_close)(tr_conn *c, int reason, void *user);
     void (*on_error)(tr_conn *c, tr_error_class cls, int err, tr_error_action action, void *user);
     void (*on_info)(const char *line, void *user); /* server-level events */
+    /* A server-level error: accepting failed (err is the negated errno:
+     * -EMFILE when out of descriptors, then accepting pauses and retries;
+     * others). No connection is involved. Runs on the accepting worker. */
+    void (*on_server_error)(int err, void *user);
 } tr_server_observer;
 
 typedef struct tr_server_config {
@@ -131,6 +135,8 @@ TR_API int tr_server_free(tr_server *srv);
 /* States. Threads: any thread. */
 TR_API bool tr_server_is_running(const tr_server *srv);
 TR_API bool tr_server_is_draining(const tr_server *srv);
+/* Stopped and every connection gone (the seed's IsGone). */
+TR_API bool tr_server_is_gone(const tr_server *srv);
 TR_API uint64_t tr_server_open_connections(const tr_server *srv);
 
 typedef struct tr_server_stats {

@@ -29,6 +29,17 @@ static int echo_frame(tr_conn *c, const void *data, size_t len, void *user)
 
 static const tr_handler echo_handler = {.on_frame = echo_frame};
 
+static uint64_t server_errors, last_server_error; /* atomics */
+
+static void on_server_error(int err, void *user)
+{
+    (void)user;
+    tr_test_store(&last_server_error, (uint64_t)(int64_t)err);
+    tr_test_add(&server_errors, 1);
+}
+
+static const tr_server_observer observer = {.on_server_error = on_server_error};
+
 static int highest_fd(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -64,6 +75,8 @@ static void exhaust_and_recover(tr_accept_mode mode)
     cfg.codec = codec;
     cfg.handler = &echo_handler;
     cfg.accept_mode = mode;
+    cfg.observer = &observer;
+    tr_test_store(&server_errors, 0);
     char addr[80];
     tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
 
@@ -102,6 +115,8 @@ static void exhaust_and_recover(tr_accept_mode mode)
                  (unsigned long long)wall);
     tr_server_stats st = tr_test_stats(srv);
     cr_assert_eq(st.accepted, 0);
+    cr_assert_geq(tr_test_load(&server_errors), 5, "the server-level error callback ran");
+    cr_assert_eq((int)(int64_t)tr_test_load(&last_server_error), -EMFILE);
     cr_assert_eq(tr_server_open_connections(srv), 0);
 
     /* fds free up: the waiting connection is accepted and served. */
@@ -113,7 +128,9 @@ static void exhaust_and_recover(tr_accept_mode mode)
     tr_test_roundtrip(fd, "back\n", "back\n");
     close(fd);
     cr_assert(tr_test_wait_open(srv, 0, 5000));
+    cr_assert_not(tr_server_is_gone(srv));
     cr_assert_eq(tr_server_shutdown(srv, 5000), 0);
+    cr_assert(tr_server_is_gone(srv), "stopped with no connection left");
     tr_server_free(srv);
     tr_test_runtime_finish(rt);
     tr_codec_free(codec);
