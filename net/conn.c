@@ -52,6 +52,7 @@ void tr__conn_mark_dirty(tr_conn *c)
 void tr__conn_unreserve(tr_conn *c, size_t n)
 {
     tr__faa_sc_64(&c->queued, (uint64_t)0 - n);
+    tr__conn_room(c); /* every shrink may let a tr_conn_send_wait go on */
 }
 
 tr__conn_ctx tr__conn_enter(tr_conn *c)
@@ -243,9 +244,8 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
     tr__conn_keep_tail(c, NULL, 0);
     /* Give back only what the queue held: sends still in the mailbox keep
      * their reservations until handled (a client may reopen meanwhile). */
-    tr__conn_unreserve(c, c->out.bytes);
+    tr__conn_unreserve(c, c->out.bytes); /* waiters also see the close */
     tr__outq_clear(&c->out);
-    tr__conn_room(c); /* waiters see the close */
     if (c->list != NULL) {
         if (c->list_prev != NULL) {
             c->list_prev->list_next = c->list_next;
@@ -316,6 +316,7 @@ int tr_conn_shutdown_write(tr_conn *c)
     }
     c->flags |= F_SHUT_REQ;
     tr__store_rel_32(&c->closing, 1); /* sends from now on are refused */
+    tr__conn_room(c);                 /* and waiters learn it */
     tr__conn_mark_dirty(c);
     return 0;
 }

@@ -111,7 +111,7 @@ void tr__conn_room(tr_conn *c)
      * a waiter registers (a full barrier) before it tries to send. One of
      * the two sees the other. */
     tr__fence_sc();
-    if (tr__load_acq_32(&c->room_waiters) != 0) {
+    if (tr__load_sc_32(&c->room_waiters) != 0) {
         tr__faa_sc_32(&c->room_seq, 1);
         syscall(SYS_futex, &c->room_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
     }

@@ -81,7 +81,6 @@ void tr__conn_flush(tr_conn *c)
         if (r > 0) {
             tr__outq_consume(&c->out, (size_t)r);
             tr__conn_unreserve(c, (size_t)r);
-            tr__conn_room(c);
             c->cs.bytes_out += (size_t)r;
             TR__STAT_ADD(c->st, bytes_out, (uint64_t)r);
             c->last_progress = c->last_io = tr__conn_now(c);

@@ -303,6 +303,16 @@ static void answer_late(void *ctx, tr_msg *m)
 static void reclaim(tr_actor *a)
 {
     tr_runtime *rt = a->worker->rt;
+    /* A thread that is not one of rt's workers (the last pin holder) may
+     * still be in here when the application frees the runtime: it counts
+     * itself before it touches anything of rt's (the answers below route
+     * through rt's workers), and tr_runtime_free waits first for the live
+     * count to reach zero, then for this count. rt's own workers are
+     * joined before the free. */
+    bool foreign = cur_worker == NULL || cur_worker->rt != rt;
+    if (foreign) {
+        tr__faa_sc_32(&rt->foreign_reclaims, 1);
+    }
     /* A MONITOR that arrived after the exit still gets its DOWN. */
     tr__mailbox_fini(&a->mbox, a->slot, answer_late, a);
     if (a->on_reclaim != NULL) {
@@ -310,14 +320,6 @@ static void reclaim(tr_actor *a)
     }
     tr__slot_release(a->slot);
     free(a);
-    /* A foreign thread reclaiming (the last pin holder) may still be
-     * inside actor_gone when the application frees the runtime: count it,
-     * and tr_runtime_free waits for the count to drop. Workers are joined
-     * before the free, so they need no count. */
-    bool foreign = cur_worker == NULL;
-    if (foreign) {
-        tr__faa_sc_32(&rt->foreign_reclaims, 1);
-    }
     tr__runtime_actor_gone(rt);
     if (foreign) {
         tr__faa_sc_32(&rt->foreign_reclaims, UINT32_MAX);
@@ -326,6 +328,11 @@ static void reclaim(tr_actor *a)
 
 static void finish_exit(tr_actor *a)
 {
+    /* First: terminate may send to the actor itself (a connection closing
+     * its socket sends itself a kill), and an idle actor would then be
+     * queued on its worker just before it is freed. From here on it never
+     * enters a queue again. */
+    a->flags |= TR__A_SCHEDULED;
     int reason = a->exit_reason;
     tr__timers_cancel_all(a);
     if ((a->flags & (TR__A_STARTED | TR__A_NO_TERMINATE)) == TR__A_STARTED &&
@@ -350,8 +357,6 @@ static void finish_exit(tr_actor *a)
     }
     tr_log(TR_LOG_DEBUG, "event=actor_exit actor=%llu behavior=%s reason=%d",
            (unsigned long long)a->id.bits, a->beh->name ? a->beh->name : "-", reason);
-    /* TR__A_SCHEDULED stays set: a dead actor never enters a queue again. */
-    a->flags |= TR__A_SCHEDULED;
     if (tr__slot_kill(a->slot)) {
         reclaim(a);
     }
@@ -536,6 +541,7 @@ void tr__actor_unmute(tr__worker *w, tr_actor *a)
 void tr__actor_run(tr__worker *w, tr_actor *a)
 {
     cur_actor = a;
+    w->in_turn = a;
     if (!(a->flags & TR__A_STARTED)) {
         start(w, a);
     }
@@ -561,6 +567,7 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
         }
     }
     cur_actor = NULL;
+    w->in_turn = NULL;
     if (a->flags & TR__A_EXITING) {
         a->flags &= ~TR__A_MUTE_PENDING;
         finish_exit(a);

@@ -1,6 +1,7 @@
 /* Atomics for runtime/ and net/: every operation names its ordering.
  *
  *   load_acq / load_rlx      acquire / relaxed loads
+ *   load_sc                  a seq_cst load (the look after a publish)
  *   store_rel / store_rlx    release / relaxed stores
  *   faa_sc, fas_sc, cas_sc   read-modify-writes, sequentially consistent
  *                            (full barriers: on x86-64 every locked op is)
@@ -36,6 +37,8 @@ static inline uint32_t tr__load_acq_32(const uint32_t *p) { return __atomic_load
 static inline uint64_t tr__load_acq_64(const uint64_t *p) { return __atomic_load_n(p, TR__ACQ); }
 static inline void *tr__load_acq_ptr(void *const *p) { return __atomic_load_n(p, TR__ACQ); }
 static inline uint32_t tr__load_rlx_32(const uint32_t *p) { return __atomic_load_n(p, TR__RLX); }
+/* A load that takes part in a Dekker handshake (publish, then look). */
+static inline uint32_t tr__load_sc_32(const uint32_t *p) { return __atomic_load_n(p, TR__SC); }
 static inline uint64_t tr__load_rlx_64(const uint64_t *p) { return __atomic_load_n(p, TR__RLX); }
 
 static inline void tr__store_rel_8(uint8_t *p, uint8_t v) { __atomic_store_n(p, v, TR__REL); }

@@ -53,7 +53,9 @@ static void push_stack(tr_msg **head, tr_msg *newest, tr_msg *oldest)
 /* Returns whether w was asleep (and is now being woken). */
 static bool wake_if_sleeping(tr__worker *w)
 {
-    if (tr__load_acq_32(&w->sleeping)) {
+    /* seq_cst: ordered after the publishing CAS (the worker orders its
+     * store of `sleeping` before its last look with a full fence). */
+    if (tr__load_sc_32(&w->sleeping)) {
         tr__worker_wake(w);
         return true;
     }
@@ -63,13 +65,18 @@ static bool wake_if_sleeping(tr__worker *w)
 void tr__deliver(tr__worker *w, tr_actor *a, tr_msg *m)
 {
     tr__mailbox_put(&a->mbox, m);
+    bool overloaded_now = false;
     if (a->mbox.depth >= TR__OVERLOAD_HIGH && !a->slot->overloaded) {
         tr__store_rel_8(&a->slot->overloaded, 1);
+        overloaded_now = true;
     }
     if (!(a->flags & TR__A_SCHEDULED)) {
         a->flags |= TR__A_SCHEDULED;
         tr__worker_enqueue(w, a);
-    } else if ((a->flags & TR__A_MUTED) && (m->flags & TR_MSGF_SYSTEM)) {
+    } else if ((a->flags & TR__A_MUTED) && ((m->flags & TR_MSGF_SYSTEM) || overloaded_now)) {
+        /* A system message never waits; and an overloaded actor is never
+         * muted (two muted on each other, each overloaded, would wait
+         * forever). */
         tr__actor_unmute(w, a);
     }
 }
@@ -121,7 +128,9 @@ static int reserve(tr__slot *s, tr_actor_id to, uint32_t capacity, uint8_t overf
 static void maybe_mute(tr__worker *cw, tr__slot *s, tr_actor_id to)
 {
     tr_actor *self = tr__current_actor();
-    if (self == NULL || self->worker != cw || tr_actor_id_eq(self->id, to) ||
+    /* Only an actor's own turn can be cut short: code that runs as an
+     * actor outside its turn (a connection's read callback) is not muted. */
+    if (self == NULL || self != cw->in_turn || tr_actor_id_eq(self->id, to) ||
         !tr__load_acq_8(&s->overloaded) || self->slot->overloaded) {
         return;
     }

@@ -9,6 +9,7 @@
 #include "troupe/log.h"
 #include "atomic.h"
 #include "route.h"
+#include "util.h"
 
 void tr_runtime_config_defaults(tr_runtime_config *cfg)
 {
@@ -192,14 +193,24 @@ void tr_runtime_free(tr_runtime *rt)
         }
     }
     tr__set_current(NULL, NULL);
-    while (tr__load_acq_32(&rt->foreign_reclaims) != 0) {
-        sched_yield(); /* a few instructions from done: see reclaim() */
+    /* Every actor is dead; some may still be pinned by other threads (a
+     * tr_conn_send_wait that the close just woke, a send in progress):
+     * each reclaims its actor as it unpins, through rt. Wait for them:
+     * first for the live count, then for the last of them to leave
+     * reclaim (it counted itself in foreign_reclaims before live fell). */
+    uint64_t deadline = tr__now_ms() + 5000;
+    while (tr__load_acq_64(&rt->live) != 0 && tr__now_ms() < deadline) {
+        sched_yield();
     }
     if (tr__load_acq_64(&rt->live) != 0) {
-        /* A foreign thread still holds a pin on a dead actor: it will
-         * reclaim it and touch rt. That is a use-after-free in the making. */
+        /* A thread still holds a pin on a dead actor and will reclaim it
+         * through rt: freeing rt now would be a use-after-free. Leak it. */
         tr_log(TR_LOG_ERROR, "event=runtime_free_busy actors_left=%llu",
                (unsigned long long)tr__load_acq_64(&rt->live));
+        return;
+    }
+    while (tr__load_acq_32(&rt->foreign_reclaims) != 0) {
+        sched_yield(); /* a few instructions from done: see reclaim() */
     }
     for (unsigned i = 0; i < rt->nworkers; i++) {
         tr__worker_fini(&rt->workers[i]);

@@ -212,7 +212,8 @@ static void check_muted(tr__worker *w)
     while (a != NULL) {
         tr_actor *next = a->run_next;
         tr__slot *s = tr__slot_get(a->muted_by);
-        if (s == NULL || !tr__slot_is_alive(s, a->muted_by) || !tr__load_acq_8(&s->overloaded)) {
+        if (s == NULL || !tr__slot_is_alive(s, a->muted_by) || !tr__load_acq_8(&s->overloaded) ||
+            a->slot->overloaded) {
             tr__actor_unmute(w, a);
         }
         a = next;
@@ -415,6 +416,9 @@ static void *worker_main(void *arg)
             if (w->run_head != NULL) {
                 continue;
             }
+        }
+        if (w->ndirty != 0) {
+            tr__route_publish(w); /* answers made while taking the queues */
         }
         if (cross) {
             /* Idle after cross-thread work: let I/O and timers in, then

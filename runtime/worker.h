@@ -67,6 +67,7 @@ typedef struct tr__worker {
     tr_actor *run_tail;
     tr_actor *actors;         /* started actors */
     tr_actor *muted;          /* muted senders (actor.c) */
+    tr_actor *in_turn;        /* the actor whose turn is running, or NULL */
     uint64_t next_ref;        /* monitor refs, timer and request ids */
     void *ext;                /* per-worker state of net/ */
     void (*ext_free)(void *ext); /* called at tr__worker_fini */

@@ -382,3 +382,111 @@ Test(options, a_clients_on_error_sees_a_frame_too_large)
     cr_assert(tr_test_wait_until(id_closed, &id, 5000), "DISCONNECT closed it");
     finish(&f);
 }
+
+/* ---- tr_conn_send_wait is told, not polling ---- */
+
+typedef struct waiter {
+    uint64_t conn;    /* atomics: the connection's id bits */
+    uint64_t blocked; /* atomics: the queue was full for good, the long wait began */
+    uint64_t done;    /* atomics */
+    int rc;
+} waiter;
+
+static waiter wt;
+
+static int record_conn(tr_conn *c, void *user)
+{
+    (void)user;
+    tr_test_store(&wt.conn, tr_conn_get_id(c).bits);
+    return 0;
+}
+
+static const tr_handler record_handler = {.on_open = record_conn, .on_frame = echo_frame};
+
+static char chunk[16384];
+
+static void *fill_then_wait(void *arg)
+{
+    (void)arg;
+    tr_conn_id id = {tr_test_load(&wt.conn)};
+    /* Until the kernel's buffers and the queue are full for good: a short
+     * wait then times out. */
+    int rc;
+    while ((rc = tr_conn_send_wait(id, chunk, sizeof(chunk) - 1, 200)) == 0) {
+    }
+    if (rc == TR_ETIMEDOUT) {
+        tr_test_store(&wt.blocked, 1);
+        rc = tr_conn_send_wait(id, chunk, sizeof(chunk) - 1, 30000);
+    }
+    wt.rc = rc;
+    tr_test_store(&wt.done, 1);
+    return NULL;
+}
+
+/* Starts a waiter on a connection whose peer does not read, and returns
+ * once it sleeps in the long wait. */
+static void block_a_waiter(pthread_t *t)
+{
+    tr_test_store(&wt.blocked, 0);
+    tr_test_store(&wt.done, 0);
+    cr_assert_eq(pthread_create(t, NULL, fill_then_wait, NULL), 0);
+    cr_assert(tr_test_wait_ge(&wt.blocked, 1, 20000), "the queue never filled (%s)",
+              tr_strerror(wt.rc));
+    cr_assert_not(tr_test_wait_ge(&wt.done, 1, 200), "it waits while the queue is full");
+}
+
+static void start_waiter_server(fixture *f)
+{
+    memset(&wt, 0, sizeof(wt));
+    memset(chunk, 'x', sizeof(chunk) - 1);
+    chunk[sizeof(chunk) - 1] = '\n';
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.handler = &record_handler;
+    cfg.send_queue_bytes = 256 * 1024;
+    cfg.high_watermark = 128 * 1024;
+    cfg.low_watermark = 64 * 1024;
+    start(f, &cfg);
+}
+
+Test(options, send_wait_wakes_when_the_peer_reads_again)
+{
+    fixture f;
+    start_waiter_server(&f);
+    int fd = tr_test_sock_connect(f.addr, NULL, 5000);
+    cr_assert_geq(fd, 0);
+    tr_test_sock_rcvbuf(fd, 4096);
+    cr_assert(tr_test_wait_ge(&wt.conn, 1, 5000));
+    pthread_t t;
+    block_a_waiter(&t);
+    /* Read until the waiter got its send through. */
+    static char sink[65536];
+    while (!tr_test_load(&wt.done)) {
+        if (tr_test_sock_readable(fd, 100) > 0 && recv(fd, sink, sizeof(sink), 0) <= 0) {
+            break;
+        }
+    }
+    cr_assert(tr_test_wait_ge(&wt.done, 1, 5000));
+    pthread_join(t, NULL);
+    cr_assert_eq(wt.rc, 0, "got %s", tr_strerror(wt.rc));
+    close(fd);
+    finish(&f);
+}
+
+Test(options, send_wait_wakes_when_the_connection_is_aborted)
+{
+    fixture f;
+    start_waiter_server(&f);
+    int fd = tr_test_sock_connect(f.addr, NULL, 5000);
+    cr_assert_geq(fd, 0);
+    tr_test_sock_rcvbuf(fd, 4096);
+    cr_assert(tr_test_wait_ge(&wt.conn, 1, 5000));
+    pthread_t t;
+    block_a_waiter(&t);
+    cr_assert_eq(tr_conn_abort_id((tr_conn_id){tr_test_load(&wt.conn)}), 0);
+    cr_assert(tr_test_wait_ge(&wt.done, 1, 5000), "the waiter slept on to its 30 s deadline");
+    pthread_join(t, NULL);
+    cr_assert_eq(wt.rc, TR_ECLOSED, "got %s", tr_strerror(wt.rc));
+    close(fd);
+    finish(&f);
+}

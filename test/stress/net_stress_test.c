@@ -525,3 +525,54 @@ Test(net_stress, drop_oldest_handler_gets_one_open_and_one_closed_per_connection
     }
     tr_test_leak_check();
 }
+
+/* Regression: a runtime forced down with open, idle connections. Each
+ * connection actor's terminate closes the socket and sends itself a KILL;
+ * the actor was idle, so that send queued it on its worker's ready queue
+ * just before it was freed, and the worker then read the freed actor. */
+static uint64_t forced_opens; /* atomics */
+
+static int count_forced_open(tr_conn *c, void *user)
+{
+    (void)c;
+    (void)user;
+    tr_test_add(&forced_opens, 1);
+    return 0;
+}
+
+static const tr_handler forced_handler = {.on_open = count_forced_open, .on_frame = sink_frame};
+
+Test(net_stress, a_runtime_forced_down_with_open_idle_connections_frees_them_cleanly)
+{
+    tr_codec *codec = tr_test_codec_line(0);
+    rounds r = rounds_begin(5, 50);
+    while (rounds_next(&r)) {
+        tr_test_store(&forced_opens, 0);
+        tr_runtime *rt = tr_test_runtime(2);
+        tr_server_config cfg;
+        tr_server_config_defaults(&cfg);
+        cfg.listen = "127.0.0.1:0";
+        cfg.codec = codec;
+        cfg.handler = &forced_handler;
+        cfg.linger_ms = 30000; /* the drain waits for peers that never close */
+        char addr[80];
+        tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
+        int fds[8];
+        for (int i = 0; i < 8; i++) {
+            fds[i] = tr_test_client(addr);
+        }
+        cr_assert(tr_test_wait_ge(&forced_opens, 8, 5000));
+        /* The graceful part cannot finish (the peers hold their sockets):
+         * at the deadline every connection actor is forced to exit. */
+        cr_assert_eq(tr_runtime_shutdown(rt, 50), TR_ETIMEDOUT);
+        cr_assert_eq(tr_runtime_stop(rt), 0);
+        cr_assert_eq(tr_runtime_actor_count(rt), 0);
+        tr_server_free(srv);
+        tr_runtime_free(rt);
+        for (int i = 0; i < 8; i++) {
+            close(fds[i]);
+        }
+    }
+    tr_codec_free(codec);
+    cr_log_info("%u rounds", r.done);
+}

@@ -3,6 +3,8 @@
  * mailbox drains; nothing is refused or lost; two actors flooding each
  * other never deadlock; a system message reaches a muted actor at once. */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 
 #include "rt.h"
@@ -225,4 +227,56 @@ Test(backpressure, a_muted_actor_still_gets_its_kill)
     cr_assert(tr_test_wait_until(is_gone, &pid, 10000), "the muted actor never got its kill");
     tr_test_store(&s.release, 1);
     tr_test_runtime_finish(rt);
+}
+
+/* Two actors that flood each other while foreign threads flood both: each
+ * may be muted on the other and then become overloaded itself; an
+ * overloaded actor is unmuted at once, so both always finish. */
+typedef struct flood_both {
+    tr_actor_id a, b;
+    uint64_t stop; /* atomics */
+} flood_both;
+
+static void *foreign_flood(void *arg)
+{
+    flood_both *fb = arg;
+    for (unsigned i = 0; !tr_test_load(&fb->stop); i++) {
+        tr_send_copy((i & 1) ? fb->a : fb->b, MSG_TICK, NULL, 0);
+        if ((i & 1023) == 0) {
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+Test(backpressure, mutual_floods_with_foreign_floods_never_stall)
+{
+    for (int round = 0; round < 3; round++) {
+        tr_runtime *rt = tr_test_runtime(2);
+        duel a = {0}, b = {0};
+        tr_spawn_opts o;
+        tr_spawn_opts_defaults(&o);
+        o.worker = 0;
+        tr_actor_id ia, ib;
+        cr_assert_eq(tr_spawn(rt, &duel_b, &a, &o, &ia), 0);
+        o.worker = 1;
+        cr_assert_eq(tr_spawn(rt, &duel_b, &b, &o, &ib), 0);
+        a.peer = ib;
+        b.peer = ia;
+        flood_both fb = {ia, ib, 0};
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+            cr_assert_eq(pthread_create(&th[i], NULL, foreign_flood, &fb), 0);
+        }
+        cr_assert_eq(tr_send_copy(ia, MSG_GO, NULL, 0), 0);
+        cr_assert_eq(tr_send_copy(ib, MSG_GO, NULL, 0), 0);
+        bool done = tr_test_wait_ge(&a.got, FLOOD_N, 60000) && tr_test_wait_ge(&b.got, FLOOD_N, 60000);
+        tr_test_store(&fb.stop, 1);
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+        }
+        cr_assert(done, "round %d: a got %llu, b got %llu", round,
+                  (unsigned long long)tr_test_load(&a.got), (unsigned long long)tr_test_load(&b.got));
+        tr_test_runtime_finish(rt);
+    }
 }
