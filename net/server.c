@@ -16,7 +16,6 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <grp.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,6 +30,7 @@
 #include "../runtime/runtime.h"
 #include "../runtime/util.h"
 #include "addr.h"
+#include "unix_path.h"
 #include "conn.h"
 
 enum { S_CREATED, S_RUNNING, S_DRAINING, S_STOPPED };
@@ -73,9 +73,7 @@ struct tr_server {
     struct sockaddr_storage bound;
     socklen_t bound_len;
     bool is_unix;          /* a Unix stream socket: one listener, no per-IP table */
-    bool unix_made;        /* we created the socket file below (unlinked on stop) */
-    dev_t unix_dev;        /* its identity, so we never unlink another's */
-    ino_t unix_ino;
+    tr__unix_path upath;   /* the socket file we made (unlinked on stop) */
     uint32_t state;        /* atomics */
     uint32_t draining;     /* atomics: connections starting now drain at once */
     uint32_t forcing;      /* atomics */
@@ -483,84 +481,11 @@ fail:
     return NULL;
 }
 
-/* Before binding a Unix path: a socket file nobody listens on any more is
- * left over from a server that died; remove it. One a live server still
- * listens on is refused (-EADDRINUSE), and so is anything that is not a
- * socket (-EEXIST): we never delete the user's files. */
-static int clear_stale_unix(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) < 0) {
-        return errno == ENOENT ? 0 : -errno;
-    }
-    if (!S_ISSOCK(st.st_mode)) {
-        return -EEXIST;
-    }
-    struct sockaddr_un un = {.sun_family = AF_UNIX};
-    memcpy(un.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rc = connect(fd, (struct sockaddr *)&un, sizeof(un));
-    int err = errno;
-    close(fd);
-    if (rc == 0 || err == EAGAIN) {
-        return -EADDRINUSE; /* someone answers (or its backlog is full) */
-    }
-    if (err != ECONNREFUSED) {
-        return -err;
-    }
-    return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
-}
-
-/* After binding a Unix path: its mode (default 0600) and group. */
-static int own_unix_path(tr_server *s, const char *path)
-{
-    mode_t mode = s->cfg.unix_mode != 0 ? (mode_t)s->cfg.unix_mode : 0600;
-    if (chmod(path, mode) < 0) {
-        return -errno;
-    }
-    if (s->cfg.unix_group != NULL) {
-        struct group gr, *found = NULL;
-        char buf[4096];
-        int rc = getgrnam_r(s->cfg.unix_group, &gr, buf, sizeof(buf), &found);
-        if (found == NULL) {
-            return rc != 0 ? -rc : TR_EINVAL; /* no such group */
-        }
-        if (chown(path, (uid_t)-1, gr.gr_gid) < 0) {
-            return -errno;
-        }
-    }
-    struct stat st;
-    if (stat(path, &st) < 0) {
-        return -errno;
-    }
-    s->unix_dev = st.st_dev;
-    s->unix_ino = st.st_ino;
-    s->unix_made = true;
-    return 0;
-}
-
-/* Removes the socket file we made, if it is still ours. */
-static void unlink_unix(tr_server *s)
-{
-    const char *path = tr__addr_unix_path(&s->addr);
-    struct stat st;
-    if (!s->unix_made || path == NULL) {
-        return;
-    }
-    s->unix_made = false;
-    if (lstat(path, &st) == 0 && st.st_dev == s->unix_dev && st.st_ino == s->unix_ino) {
-        unlink(path);
-    }
-}
-
 static int open_listener(tr_server *s, const struct sockaddr *sa, socklen_t len, bool reuseport)
 {
     const char *path = tr__addr_unix_path(&s->addr);
     if (path != NULL) {
-        int rc = clear_stale_unix(path);
+        int rc = tr__unix_path_clear(path, SOCK_STREAM);
         if (rc < 0) {
             return rc;
         }
@@ -578,7 +503,7 @@ static int open_listener(tr_server *s, const struct sockaddr *sa, socklen_t len,
     }
     if (path != NULL) {
         /* Linux creates the socket file with the socket's own mode (less
-         * the umask): private until own_unix_path sets the mode asked for,
+         * the umask): private until tr__unix_path_own sets the mode asked for,
          * with no window where others could connect. umask itself is
          * process-wide, and not ours to change. */
         fchmod(fd, 0600);
@@ -588,13 +513,14 @@ static int open_listener(tr_server *s, const struct sockaddr *sa, socklen_t len,
         close(fd);
         return err;
     }
-    int rc = path != NULL ? own_unix_path(s, path) : 0;
+    int rc = path != NULL ? tr__unix_path_own(&s->upath, path, s->cfg.unix_mode, s->cfg.unix_group)
+                          : 0;
     if (rc == 0 && listen(fd, s->cfg.backlog) < 0) {
         rc = -errno;
     }
     if (rc < 0) {
         close(fd);
-        unlink_unix(s);
+        tr__unix_path_unlink(&s->upath);
         return rc;
     }
     return fd;
@@ -644,7 +570,7 @@ int tr_server_start(tr_server *s)
                 s->agents[j].lfd = -1;
             }
             if (i == 0) {
-                unlink_unix(s); /* no agent took the listener */
+                tr__unix_path_unlink(&s->upath); /* no agent took the listener */
             }
             send_agents(s, AG_EXIT);
             return rc;
@@ -662,7 +588,7 @@ fail:
         close(s->agents[i].lfd);
         s->agents[i].lfd = -1;
     }
-    unlink_unix(s);
+    tr__unix_path_unlink(&s->upath);
     return rc;
 }
 
@@ -722,7 +648,7 @@ static void stop_accepting(tr_server *s, uint64_t deadline)
     tr__store_rel_32(&s->acks, 0);
     send_agents(s, AG_STOP_ACCEPT);
     wait_u32(&s->acks, tr__load_acq_32(&s->agents_alive), deadline);
-    unlink_unix(s); /* nobody accepts on it any more */
+    tr__unix_path_unlink(&s->upath); /* nobody accepts on it any more */
 }
 
 int tr_server_shutdown(tr_server *s, uint32_t timeout_ms)
@@ -800,7 +726,7 @@ int tr_server_free(tr_server *s)
             free(e);
         }
     }
-    unlink_unix(s);
+    tr__unix_path_unlink(&s->upath);
     pthread_mutex_destroy(&s->ip_lock);
     free(s->agents);
     tr__conn_cfg_release(s->ccfg); /* and the counters, once no connection needs them */

@@ -15,5 +15,6 @@
 #include "troupe/server.h"
 #include "troupe/client.h"
 #include "troupe/embedded.h"
+#include "troupe/dgram.h"
 
 #endif
