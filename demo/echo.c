@@ -1,7 +1,8 @@
 /* troupe-echo: an echo server. Every frame read is written back with the
  * same framing. SIGINT/SIGTERM drain gracefully (5 s).
  *
- *   troupe-echo [--listen HOST:PORT | --unix PATH] [--workers N] [--codec raw|line|length]
+ *   troupe-echo [--listen HOST:PORT | --unix PATH] [--udp HOST:PORT] [--unixgram PATH]
+ *               [--workers N] [--codec raw|line|length]
  *               [--max-frame BYTES] [--idle-timeout SECONDS]
  *               [--accept reuseport|single]
  */
@@ -26,7 +27,8 @@ static const tr_handler echo_handler = {.on_frame = on_frame};
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: troupe-echo [--listen HOST:PORT | --unix PATH] [--workers N] "
+    fprintf(stderr, "usage: troupe-echo [--listen HOST:PORT | --unix PATH] [--udp HOST:PORT] "
+                    "[--unixgram PATH] [--workers N] "
                     "[--codec raw|line|length] [--max-frame BYTES] [--idle-timeout SECONDS] "
                     "[--accept reuseport|single]\n");
     exit(2);
@@ -54,10 +56,39 @@ static tr_codec *make_codec(const char *name, int *err)
     return NULL;
 }
 
+/* Datagram echo: every datagram back to its sender, whole. */
+static int echo_datagram(tr_dgram *d, const void *data, size_t len, const tr_dgram_addr *from,
+                         void *user)
+{
+    (void)user;
+    int rc = tr_dgram_send_to(d, from, data, len);
+    return rc < 0 ? rc : 0;
+}
+
+/* Starts a datagram echo endpoint on `where`, or exits. */
+static tr_dgram *start_datagram_echo(tr_runtime *rt, const char *where)
+{
+    tr_dgram_config dc;
+    tr_dgram_config_defaults(&dc);
+    dc.bind = where;
+    dc.on_datagram = echo_datagram;
+    int err;
+    tr_dgram *d = tr_dgram_new(rt, &dc, &err);
+    if (d == NULL || (err = tr_dgram_start(d)) < 0) {
+        fprintf(stderr, "troupe-echo: datagrams on %s: %s\n", where, tr_strerror(err));
+        exit(1);
+    }
+    char addr[128];
+    tr_dgram_address(d, addr, sizeof(addr));
+    printf("datagrams on %s\n", addr);
+    return d;
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = "127.0.0.1:7007";
-    static char unix_addr[128];
+    static char unix_addr[128], unixgram_addr[128];
+    const char *udp = NULL, *unixgram = NULL;
     const char *codec_name = "line";
     unsigned workers = 0;
     size_t max_frame = 1u << 20;
@@ -75,6 +106,11 @@ int main(int argc, char **argv)
             /* A Unix stream socket at PATH (or @name: abstract). */
             snprintf(unix_addr, sizeof(unix_addr), "unix:%s", v);
             listen = unix_addr;
+        } else if (strcmp(a, "--udp") == 0) {
+            udp = v;
+        } else if (strcmp(a, "--unixgram") == 0) {
+            snprintf(unixgram_addr, sizeof(unixgram_addr), "unix:%s", v);
+            unixgram = unixgram_addr;
         } else if (strcmp(a, "--workers") == 0) {
             workers = (unsigned)strtoul(v, NULL, 10);
         } else if (strcmp(a, "--codec") == 0) {
@@ -133,6 +169,8 @@ int main(int argc, char **argv)
     tr_server_address(srv, addr, sizeof(addr));
     printf("listening on %s (codec %s, %u workers)\n", addr, codec_name,
            tr_runtime_workers(rt));
+    tr_dgram *dg_udp = udp != NULL ? start_datagram_echo(rt, udp) : NULL;
+    tr_dgram *dg_unix = unixgram != NULL ? start_datagram_echo(rt, unixgram) : NULL;
     fflush(stdout);
 
     int sig;
@@ -146,6 +184,8 @@ int main(int argc, char **argv)
            r == 0 ? "clean" : tr_strerror(r), (unsigned long long)st.accepted,
            (unsigned long long)st.frames_in, (unsigned long long)st.frames_out);
     tr_server_free(srv);
+    tr_dgram_free(dg_udp); /* datagram endpoints stop at once, as the seed's */
+    tr_dgram_free(dg_unix);
     tr_runtime_shutdown(rt, 2000);
     tr_runtime_free(rt);
     tr_codec_free(codec);

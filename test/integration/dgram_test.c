@@ -357,3 +357,37 @@ Test(dgram, socat_talks_to_the_udp_endpoint)
     cr_assert_eq(tr_dgram_free(d), 0);
     tr_test_runtime_finish(rt);
 }
+
+Test(dgram, socat_talks_to_the_unixgram_endpoint)
+{
+    reset_counts();
+    char dir[64];
+    snprintf(dir, sizeof(dir), "/tmp/troupe-dgram-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char where[140];
+    snprintf(where, sizeof(where), "unix:%s/e.sock", dir);
+    tr_runtime *rt = tr_test_runtime(2);
+    tr_dgram_config cfg;
+    tr_dgram_config_defaults(&cfg);
+    cfg.bind = where;
+    cfg.on_datagram = echo;
+    char addr[160];
+    tr_dgram *d = start_dgram(rt, &cfg, addr, sizeof(addr));
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd),
+             "printf 'unixgram socat\\n' | socat -t 5 - UNIX-SENDTO:%s,bind=%s/socat.sock", where + 5,
+             dir);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char out[64] = {0};
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    int status = pclose(p);
+    cr_assert_eq(status, 0, "socat exited with %d", status);
+    cr_assert_str_eq(out, "unixgram socat\n", "got %zu bytes", n);
+    cr_assert_eq(tr_dgram_free(d), 0);
+    tr_test_runtime_finish(rt);
+    char sp[128];
+    snprintf(sp, sizeof(sp), "%s/socat.sock", dir);
+    unlink(sp);
+    cr_assert_eq(rmdir(dir), 0, "the endpoint's file was unlinked");
+}
