@@ -375,6 +375,17 @@ static int send_error(tr_dgram *d, int err)
     return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS ? TR_EBUFFULL : -err;
 }
 
+/* Counts one send's outcome and returns it as the API does. */
+static int sent(tr_dgram *d, ssize_t r)
+{
+    if (r < 0) {
+        return send_error(d, errno);
+    }
+    tr__faa_rlx_64(&d->out, 1);
+    tr__faa_rlx_64(&d->bytes_out, (uint64_t)r);
+    return (int)r;
+}
+
 static int check_send(tr_dgram *d, size_t len)
 {
     if (tr__load_acq_32(&d->state) != D_RUNNING) {
@@ -394,12 +405,7 @@ int tr_dgram_send_to(tr_dgram *d, const tr_dgram_addr *to, const void *data, siz
     }
     ssize_t r = sendto(d->send_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL,
                        (const struct sockaddr *)&to->ss, to->len);
-    if (r < 0) {
-        return send_error(d, errno);
-    }
-    tr__faa_rlx_64(&d->out, 1);
-    tr__faa_rlx_64(&d->bytes_out, (uint64_t)r);
-    return (int)r;
+    return sent(d, r);
 }
 
 int tr_dgram_send(tr_dgram *d, const void *data, size_t len)
@@ -412,12 +418,7 @@ int tr_dgram_send(tr_dgram *d, const void *data, size_t len)
         return rc;
     }
     ssize_t r = send(d->send_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (r < 0) {
-        return send_error(d, errno);
-    }
-    tr__faa_rlx_64(&d->out, 1);
-    tr__faa_rlx_64(&d->bytes_out, (uint64_t)r);
-    return (int)r;
+    return sent(d, r);
 }
 
 int tr_dgram_send_batch(tr_dgram *d, const tr_dgram_out *out, unsigned n)

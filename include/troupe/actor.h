@@ -143,8 +143,9 @@ TR_API void tr_actor_trap_shutdown(tr_actor *self, bool on);
 TR_API tr_msg *tr_msg_claim(tr_actor *self, tr_msg *msg);
 
 /* Watches `target`: when it exits, self receives TR_MSG_DOWN with the
- * reason and `ref` = *ref_out. If target is already gone the DOWN arrives
- * at once with TR_EXIT_NOPROC. Returns 0 or TR_ENOMEM. */
+ * reason and `ref` = *ref_out. If target is already gone, or exits before
+ * the monitor request reaches it (it travels like a message), the DOWN
+ * carries TR_EXIT_NOPROC instead, as in Erlang. Returns 0 or TR_ENOMEM. */
 TR_API int tr_monitor(tr_actor *self, tr_actor_id target, uint64_t *ref_out);
 
 /* Stops watching. A DOWN already on its way may still arrive (as in
