@@ -16,5 +16,6 @@
 #include "troupe/client.h"
 #include "troupe/embedded.h"
 #include "troupe/dgram.h"
+#include "troupe/bclient.h"
 
 #endif

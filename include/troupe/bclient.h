@@ -1,0 +1,67 @@
+/* troupe: a blocking client, for programs that are not actors (the seed's
+ * TCP client): connect with a timeout, write frames, read frames with a
+ * timeout, one request/reply exchange, close. Built on the event-driven
+ * client: the connection runs on a worker of the runtime; these calls
+ * wait for it. Every function here blocks and must not be called on a
+ * worker (TR_EDEADLK). One thread at a time per client. */
+#ifndef TROUPE_BCLIENT_H
+#define TROUPE_BCLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "troupe/buf.h"
+#include "troupe/codec.h"
+#include "troupe/error.h"
+#include "troupe/runtime.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tr_bclient tr_bclient;
+
+/* Connects to addr ("host:port", "[v6]:port", "unix:/path") and waits up
+ * to timeout_ms for the connection. Frames are encoded and decoded with
+ * codec (which must outlive the client); a frame larger than max_frame
+ * bytes (0: 1 MiB) is an error that closes the connection. Frames that
+ * arrive before they are read wait in the client, up to 4 MiB; past that
+ * the connection is closed (-ENOBUFS). Returns the client, or NULL with
+ * *err: TR_ETIMEDOUT, -ECONNREFUSED, -ENOENT, TR_EADDR, TR_EDEADLK,
+ * TR_ENOMEM, ... */
+TR_API tr_bclient *tr_bclient_connect(tr_runtime *rt, const char *addr, const tr_codec *codec,
+                                      size_t max_frame, uint32_t timeout_ms, int *err);
+
+/* Sends one frame, waiting up to timeout_ms for room in the send queue.
+ * Returns 0, TR_ECLOSED, TR_ETIMEDOUT, TR_EMSGSIZE or TR_EDEADLK. */
+TR_API int tr_bclient_write(tr_bclient *b, const void *data, size_t len, uint32_t timeout_ms);
+
+/* The next frame, waiting up to timeout_ms. On success *frame is a new
+ * buffer (release it) and the return is 0. Frames received before the
+ * connection closed are still read first; then TR_ECLOSED. Else
+ * TR_ETIMEDOUT or TR_EDEADLK. */
+TR_API int tr_bclient_read(tr_bclient *b, tr_buf **frame, uint32_t timeout_ms);
+
+/* Sends one frame and reads one back within timeout_ms in all. As
+ * tr_bclient_write then tr_bclient_read. */
+TR_API int tr_bclient_once(tr_bclient *b, const void *data, size_t len, tr_buf **reply,
+                           uint32_t timeout_ms);
+
+/* Whether the connection is open. */
+TR_API bool tr_bclient_is_connected(tr_bclient *b);
+
+/* The error that closed the connection (0: an orderly close; the peer's
+ * or our own), once it is closed. */
+TR_API int tr_bclient_close_reason(tr_bclient *b);
+
+/* Closes the connection (waits until it is closed, at most 5 s: a peer
+ * that does not close is then cut off) and frees the client. Frames not
+ * read are dropped. NULL is a no-op. */
+TR_API void tr_bclient_close(tr_bclient *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
