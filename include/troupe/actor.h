@@ -80,7 +80,7 @@ typedef struct tr_spawn_opts {
     uint64_t *monitor_ref;
 } tr_spawn_opts;
 
-/* Fills opts with the defaults above. */
+/* Fills opts with the defaults above. Threads: any thread. */
 TR_API void tr_spawn_opts_defaults(tr_spawn_opts *opts);
 
 /* Creates an actor running `b` (which must outlive the actor) with `arg` for
@@ -116,7 +116,10 @@ TR_API int tr_send_copy(tr_actor_id to, uint32_t type, const void *data, size_t 
  * Threads: any thread. */
 TR_API int tr_kill(tr_actor_id to, int reason);
 
-/* ---- inside an actor (owning worker only, during a callback) ---- */
+/* ---- inside an actor ----
+ * Threads: the actor's own worker, during one of its callbacks (self is
+ * valid only then). Nothing here blocks. Calls without a return code
+ * cannot fail. */
 
 /* The actor's own handle. */
 TR_API tr_actor_id tr_self(const tr_actor *self);
@@ -139,7 +142,8 @@ TR_API void tr_exit(tr_actor *self, int reason);
 TR_API void tr_actor_trap_shutdown(tr_actor *self, bool on);
 
 /* Keeps the message being received: the runtime will not free it when
- * receive returns; the actor must send or free it. Returns msg. */
+ * receive returns; the actor must send or free it. Returns msg (never
+ * NULL). */
 TR_API tr_msg *tr_msg_claim(tr_actor *self, tr_msg *msg);
 
 /* Watches `target`: when it exits, self receives TR_MSG_DOWN with the

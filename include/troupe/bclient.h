@@ -2,8 +2,11 @@
  * TCP client): connect with a timeout, write frames, read frames with a
  * timeout, one request/reply exchange, close. Built on the event-driven
  * client: the connection runs on a worker of the runtime; these calls
- * wait for it. Every function here blocks and must not be called on a
- * worker (TR_EDEADLK). One thread at a time per client. */
+ * wait for it.
+ * Threads: the calls that wait (connect, write, read, once, close) not on
+ * a worker: there they return TR_EDEADLK (connect: NULL with *err =
+ * TR_EDEADLK; close: does nothing). is_connected and close_reason: any
+ * thread. One thread at a time per client. */
 #ifndef TROUPE_BCLIENT_H
 #define TROUPE_BCLIENT_H
 
@@ -48,7 +51,7 @@ TR_API int tr_bclient_read(tr_bclient *b, tr_buf **frame, uint32_t timeout_ms);
 TR_API int tr_bclient_once(tr_bclient *b, const void *data, size_t len, tr_buf **reply,
                            uint32_t timeout_ms);
 
-/* Whether the connection is open. */
+/* Whether the connection is open (a snapshot). */
 TR_API bool tr_bclient_is_connected(tr_bclient *b);
 
 /* The error that closed the connection (0: an orderly close; the peer's

@@ -35,13 +35,15 @@ TR_API tr_buf *tr_buf_retain(tr_buf *b);
  * Threads: any thread. */
 TR_API void tr_buf_release(tr_buf *b);
 
-/* The payload; writable only while the caller holds the only reference. */
+/* The payload; writable only while the caller holds the only reference.
+ * Threads: any thread holding a reference. */
 TR_API unsigned char *tr_buf_data(tr_buf *b);
 
-/* Payload length in bytes. */
+/* Payload length in bytes. Threads: any thread holding a reference. */
 TR_API size_t tr_buf_len(const tr_buf *b);
 
-/* Current reference count (a snapshot; for tests and diagnostics). */
+/* Current reference count (a snapshot; for tests and diagnostics).
+ * Threads: any thread holding a reference. */
 TR_API uint32_t tr_buf_refs(const tr_buf *b);
 
 #ifdef __cplusplus

@@ -48,6 +48,8 @@ typedef struct tr_client_config {
     int (*on_socket)(int fd, void *user);
 } tr_client_config;
 
+/* Fills cfg with the defaults above (connect, codec, handler unset).
+ * Threads: any thread. */
 TR_API void tr_client_config_defaults(tr_client_config *cfg);
 
 /* Starts dialling; the connection actor runs on a worker of rt. *out gets

@@ -102,7 +102,7 @@ TR_API void tr_codec_free(tr_codec *c);
  * TR_EMSGSIZE rather than a decode that consumes nothing. No resync op.)
  * Returns one shared static codec and sets *err to 0; it never fails, and
  * tr_codec_free on it is a no-op. err may be NULL (for every constructor
- * here). */
+ * here). Threads: any thread (every function in this header). */
 TR_API tr_codec *tr_codec_raw_new(int *err);
 
 /* ---- line ----
@@ -121,6 +121,7 @@ typedef struct tr_line_codec_config {
     bool crlf;
 } tr_line_codec_config;
 
+/* Fills cfg with the defaults above. Threads: any thread. */
 TR_API void tr_line_codec_config_defaults(tr_line_codec_config *cfg);
 /* cfg NULL means the defaults. Returns NULL with *err = TR_EINVAL
  * (max_length 0) or TR_ENOMEM. Threads: any thread. */
@@ -149,7 +150,7 @@ typedef struct tr_length_codec_config {
 } tr_length_codec_config;
 
 /* Defaults: a 4-byte big-endian length at offset 0 counting only the
- * payload, header kept (strip 0), max 1 MiB. */
+ * payload, header kept (strip 0), max 1 MiB. Threads: any thread. */
 TR_API void tr_length_codec_config_defaults(tr_length_codec_config *cfg);
 /* cfg NULL means the defaults. Returns NULL with *err = TR_EINVAL (bad
  * width, strip past the header, offset too large: header over

@@ -115,27 +115,35 @@ typedef struct tr_conn_stats {
     uint64_t queued_bytes; /* now */
 } tr_conn_stats;
 
-/* ---- owning worker only (inside the connection's callbacks) ---- */
+/* ---- the connection itself ----
+ * Threads: the connection's own worker, inside one of its handler
+ * callbacks (or on a tr_embedded connection, the test's thread). Nothing
+ * here blocks. */
 
 /* Encodes and queues one frame; it leaves before the worker next waits for
  * events. Returns 0, TR_EBUFFULL (queue over its limit and the overflow
  * policy refuses: nothing queued), TR_ECLOSED, or TR_EMSGSIZE. */
 TR_API int tr_conn_write(tr_conn *c, const void *data, size_t len);
 
-/* As tr_conn_write with a shared buffer (no copy). Takes b in every case. */
+/* As tr_conn_write with a shared buffer (no copy); the same returns.
+ * Takes b in every case. */
 TR_API int tr_conn_write_buf(tr_conn *c, tr_buf *b);
 
 /* Graceful close: stops reading frames, flushes the queue, half-closes,
- * waits (bounded) for the peer to close, then closes. on_close follows. */
+ * waits (bounded) for the peer to close, then closes. on_close follows.
+ * Returns 0 (also when already closing), or TR_ECLOSED once closed. */
 TR_API int tr_conn_close(tr_conn *c);
 
-/* Immediate close; unsent data is dropped and the peer sees a reset. */
+/* Immediate close; unsent data is dropped and the peer sees a reset.
+ * Returns 0, or TR_ECLOSED if already closed. */
 TR_API int tr_conn_abort(tr_conn *c);
 
 /* Half-close: after the queue is flushed, shut the write side (the peer
- * reads EOF); reading goes on. */
+ * reads EOF); reading goes on. Returns 0, or TR_ECLOSED if closing. */
 TR_API int tr_conn_shutdown_write(tr_conn *c);
 
+/* Closing or closed; the id (safe anywhere, forever); the user pointer;
+ * the counters. They cannot fail. */
 TR_API bool tr_conn_is_closed(const tr_conn *c);
 TR_API tr_conn_id tr_conn_get_id(const tr_conn *c);
 TR_API void *tr_conn_user(const tr_conn *c);
@@ -145,9 +153,9 @@ TR_API void tr_conn_stats_get(const tr_conn *c, tr_conn_stats *out);
 /* Peer and local address as "host:port" ("[v6]:port" for IPv6;
  * "unix:/path", "unix:@name", or "unix:" for an unnamed Unix socket such as
  * a client's). Returns the length, or TR_EINVAL if buf is too small (64
- * bytes always do for IP; a Unix path may need 114). Threads: owning
- * worker only. */
+ * bytes always do for IP; a Unix path may need 114). */
 TR_API int tr_conn_peer(const tr_conn *c, char *buf, size_t len);
+TR_API int tr_conn_local(const tr_conn *c, char *buf, size_t len);
 
 /* Who is at the other end of a Unix stream connection (SO_PEERCRED: the
  * peer's credentials when it connected). */
@@ -158,12 +166,11 @@ typedef struct tr_peer_cred {
 } tr_peer_cred;
 
 /* Fills *out for a Unix stream connection. Returns 0, TR_EINVAL (not a
- * Unix socket, or closed) or a negated errno.
- * Threads: owning worker only (in a callback of the connection). */
+ * Unix socket, or closed) or a negated errno. */
 TR_API int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out);
-TR_API int tr_conn_local(const tr_conn *c, char *buf, size_t len);
 
-/* ---- any thread ---- */
+/* ---- by id ----
+ * Threads: any thread, unless noted; nothing blocks unless noted. */
 
 /* Queues a frame on the connection behind id (a copy of data). Never
  * blocks. Returns 0, TR_EBUFFULL (over the queue limit: the seed's
@@ -171,7 +178,8 @@ TR_API int tr_conn_local(const tr_conn *c, char *buf, size_t len);
 TR_API int tr_conn_send(tr_conn_id id, const void *data, size_t len);
 
 /* As tr_conn_send with a shared buffer: one buffer, many connections, no
- * copies. Takes b in every case. */
+ * copies; the same returns (TR_EINVAL if b is NULL). Takes b in every
+ * case. */
 TR_API int tr_conn_send_buf(tr_conn_id id, tr_buf *b);
 
 /* Waits up to timeout_ms for room, then sends (the seed's WriteTimeout /
@@ -181,11 +189,13 @@ TR_API int tr_conn_send_buf(tr_conn_id id, tr_buf *b);
  * Threads: not on a worker (blocks); TR_EDEADLK there. */
 TR_API int tr_conn_send_wait(tr_conn_id id, const void *data, size_t len, uint32_t timeout_ms);
 
-/* Asks the connection to close gracefully / abort. Returns 0 or TR_ECLOSED. */
+/* Asks the connection to close gracefully / abort (tr_conn_close /
+ * tr_conn_abort, run on its worker). Returns 0, TR_ECLOSED (gone) or
+ * TR_ENOMEM. */
 TR_API int tr_conn_close_id(tr_conn_id id);
 TR_API int tr_conn_abort_id(tr_conn_id id);
 
-/* True once the connection is closing or gone. */
+/* True once the connection is closing or gone (a snapshot). */
 TR_API bool tr_conn_id_is_closed(tr_conn_id id);
 
 #ifdef __cplusplus

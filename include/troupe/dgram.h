@@ -125,7 +125,8 @@ TR_API int tr_dgram_send_batch(tr_dgram *d, const tr_dgram_out *out, unsigned n)
  * Returns 0, TR_EADDR or -ENAMETOOLONG. Threads: any thread. */
 TR_API int tr_dgram_addr_parse(const char *s, tr_dgram_addr *out);
 
-/* Formats as tr_dgram_address does. Returns the length or TR_EINVAL. */
+/* Formats as tr_dgram_address does. Returns the length or TR_EINVAL.
+ * Threads: any thread. */
 TR_API int tr_dgram_addr_format(const tr_dgram_addr *a, char *buf, size_t len);
 
 /* A TR_MSG_DGRAM message's sender and datagram. tr_dgram_msg_from returns
@@ -143,7 +144,8 @@ TR_API int tr_dgram_stop(tr_dgram *d);
  * Threads: not on a worker. */
 TR_API int tr_dgram_free(tr_dgram *d);
 
-/* 1 while running, else 0 (the seed's open-connection count). */
+/* 1 while running, else 0 (the seed's open-connection count); and whether
+ * it runs. Snapshots. Threads: any thread. */
 TR_API uint64_t tr_dgram_open_connections(const tr_dgram *d);
 TR_API bool tr_dgram_is_running(const tr_dgram *d);
 

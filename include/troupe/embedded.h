@@ -6,7 +6,10 @@
  * the handler wrote (encoded, as they would go on the wire). Unlike a real
  * connection, callbacks here do run inside tr_embedded_feed and friends:
  * that is the point. Timeouts do not exist here; a graceful close
- * completes without lingering. */
+ * completes without lingering.
+ * Threads: any one thread at a time per connection (the test's); no
+ * runtime is involved and nothing blocks. Calls without a return code
+ * cannot fail. */
 #ifndef TROUPE_EMBEDDED_H
 #define TROUPE_EMBEDDED_H
 
@@ -33,7 +36,8 @@ TR_API tr_embedded *tr_embedded_new(const tr_server_config *cfg, int *err);
  * closed (before or because of this input). */
 TR_API int tr_embedded_feed(tr_embedded *e, const void *data, size_t len);
 
-/* The peer closed its side (EOF). */
+/* The peer closed its side (EOF). Returns 0, or TR_ECLOSED if already
+ * closed. */
 TR_API int tr_embedded_feed_eof(tr_embedded *e);
 
 /* Moves up to cap written bytes into buf; returns how many. */

@@ -41,7 +41,8 @@ TR_API tr_log_level tr_log_get_level(void);
  * Threads: any thread. */
 TR_API void tr_log(tr_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Name of a level ("debug", "info", "warn", "error", "off"). */
+/* Name of a level ("debug", "info", "warn", "error", "off"; "unknown" for
+ * anything else; never NULL). Threads: any thread. */
 TR_API const char *tr_log_level_name(tr_log_level level);
 
 #ifdef __cplusplus

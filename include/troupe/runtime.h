@@ -37,7 +37,7 @@ typedef struct tr_runtime_config {
     unsigned poll_us;
 } tr_runtime_config;
 
-/* Fills cfg with the defaults above. */
+/* Fills cfg with the defaults above. Threads: any thread. */
 TR_API void tr_runtime_config_defaults(tr_runtime_config *cfg);
 
 /* Creates a runtime (threads not started yet). cfg may be NULL for the

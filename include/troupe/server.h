@@ -93,7 +93,8 @@ typedef struct tr_server_config {
     const char *unix_group;
 } tr_server_config;
 
-/* Fills cfg with the defaults above (listen, codec, handler unset). */
+/* Fills cfg with the defaults above (listen, codec, handler unset).
+ * Threads: any thread. */
 TR_API void tr_server_config_defaults(tr_server_config *cfg);
 
 /* Validates cfg and creates a server (not listening yet). Returns NULL with
@@ -103,12 +104,16 @@ TR_API void tr_server_config_defaults(tr_server_config *cfg);
  * Threads: any thread. */
 TR_API tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err);
 
-/* Binds, listens and starts accepting. Returns 0, TR_ESTATE, or the bind
- * error (TR_EADDRINUSE, ...). Threads: not on a worker. */
+/* Binds, listens and starts accepting. Returns 0, TR_ESTATE (not just
+ * created, or the runtime is not running), TR_EDEADLK (on a worker), or
+ * the bind error (TR_EADDRINUSE, -EEXIST and -ENOENT for Unix paths, ...).
+ * Threads: not on a worker. */
 TR_API int tr_server_start(tr_server *srv);
 
-/* The bound address ("127.0.0.1:43125"), valid once started. Returns the
- * length or TR_ESTATE / TR_EINVAL. tr_server_port returns the port. */
+/* The bound address ("127.0.0.1:43125", "unix:/path"), valid once
+ * started. Returns the length, TR_ESTATE (not started) or TR_EINVAL (buf
+ * too small). tr_server_port returns the port (0 for Unix sockets) or
+ * TR_ESTATE. Threads: any thread. */
 TR_API int tr_server_address(const tr_server *srv, char *buf, size_t len);
 TR_API int tr_server_port(const tr_server *srv);
 
@@ -120,7 +125,8 @@ TR_API int tr_server_port(const tr_server *srv);
 TR_API int tr_server_shutdown(tr_server *srv, uint32_t timeout_ms);
 
 /* Immediate close: stops accepting and aborts every connection; returns
- * once all are closed. Threads: not on a worker (blocks). */
+ * 0 once all are closed (at most 5 s), also when already stopped.
+ * Threads: not on a worker (blocks); TR_EDEADLK there. */
 TR_API int tr_server_close(tr_server *srv);
 
 /* Closes if needed and frees. NULL is a no-op. Returns 0; TR_ETIMEDOUT
@@ -132,10 +138,11 @@ TR_API int tr_server_close(tr_server *srv);
  * Threads: not on a worker (blocks). */
 TR_API int tr_server_free(tr_server *srv);
 
-/* States. Threads: any thread. */
+/* States, and connections admitted and not gone yet; is_gone: stopped and
+ * every connection gone (the seed's IsGone). Snapshots; they cannot fail.
+ * Threads: any thread. */
 TR_API bool tr_server_is_running(const tr_server *srv);
 TR_API bool tr_server_is_draining(const tr_server *srv);
-/* Stopped and every connection gone (the seed's IsGone). */
 TR_API bool tr_server_is_gone(const tr_server *srv);
 TR_API uint64_t tr_server_open_connections(const tr_server *srv);
 

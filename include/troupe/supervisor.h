@@ -48,10 +48,12 @@ typedef struct tr_supervisor_config {
     size_t nchildren;
 } tr_supervisor_config;
 
-/* Defaults: one-for-one, 3 restarts in 5 s, no children. */
+/* Defaults: one-for-one, 3 restarts in 5 s, no children.
+ * Threads: any thread. */
 TR_API void tr_supervisor_config_defaults(tr_supervisor_config *cfg);
 
-/* A child spec with the defaults (permanent, 5000 ms shutdown). */
+/* A child spec with the defaults (permanent, 5000 ms shutdown).
+ * Threads: any thread. */
 TR_API void tr_child_spec_defaults(tr_child_spec *spec);
 
 /* Spawns a supervisor. cfg and its child array are copied. Children start
@@ -63,7 +65,7 @@ TR_API int tr_supervisor_spawn(tr_runtime *rt, const tr_supervisor_config *cfg,
 
 /* The supervisor behaviour itself, to nest a supervisor as a child: use it
  * as a child spec's behavior with a tr_supervisor_config * as arg (which
- * must then outlive the parent). */
+ * must then outlive the parent). Never NULL. Threads: any thread. */
 TR_API const tr_behavior *tr_supervisor_behavior(void);
 
 #ifdef __cplusplus
