@@ -13,6 +13,7 @@
 
 #include "troupe/client.h"
 #include "troupe/conn.h"
+#include "../runtime/util.h"
 
 #define MAX_HELD_BYTES (4u << 20)
 
@@ -32,17 +33,6 @@ struct tr_bclient {
     frame *head, *tail;      /* frames received, not read yet */
     size_t held;
 };
-
-static void timeout_at(struct timespec *ts, uint32_t ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 /* Waits on cv until pred holds or the deadline passes (under mu). */
 static bool wait_until(tr_bclient *b, bool (*pred)(const tr_bclient *), const struct timespec *dl)
@@ -196,7 +186,7 @@ tr_bclient *tr_bclient_connect(tr_runtime *rt, const char *addr, const tr_codec 
         return NULL;
     }
     struct timespec dl;
-    timeout_at(&dl, timeout_ms);
+    tr__timespec_after_ms(&dl, timeout_ms);
     pthread_mutex_lock(&b->mu);
     bool ready = wait_until(b, open_or_done, &dl);
     bool opened = b->opened;
@@ -208,7 +198,7 @@ tr_bclient *tr_bclient_connect(tr_runtime *rt, const char *addr, const tr_codec 
     }
     /* Failed or timed out: make sure no callback runs any more, then free. */
     tr_conn_abort_id(b->id);
-    timeout_at(&dl, 5000);
+    tr__timespec_after_ms(&dl, 5000);
     pthread_mutex_lock(&b->mu);
     bool gone = wait_until(b, is_done, &dl) || tr_conn_id_is_closed(b->id);
     pthread_mutex_unlock(&b->mu);
@@ -231,7 +221,7 @@ int tr_bclient_read(tr_bclient *b, tr_buf **frame_out, uint32_t timeout_ms)
         return TR_EDEADLK;
     }
     struct timespec dl;
-    timeout_at(&dl, timeout_ms);
+    tr__timespec_after_ms(&dl, timeout_ms);
     pthread_mutex_lock(&b->mu);
     wait_until(b, frame_or_done, &dl);
     int rc;
@@ -255,17 +245,14 @@ int tr_bclient_read(tr_bclient *b, tr_buf **frame_out, uint32_t timeout_ms)
 int tr_bclient_once(tr_bclient *b, const void *data, size_t len, tr_buf **reply,
                     uint32_t timeout_ms)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t deadline = tr__now_ms() + timeout_ms;
     int rc = tr_bclient_write(b, data, len, timeout_ms);
     if (rc < 0) {
         *reply = NULL;
         return rc;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    uint64_t spent = (uint64_t)(t1.tv_sec - t0.tv_sec) * 1000u +
-                     (uint64_t)((t1.tv_nsec - t0.tv_nsec) / 1000000);
-    return tr_bclient_read(b, reply, spent >= timeout_ms ? 0 : timeout_ms - (uint32_t)spent);
+    uint64_t now = tr__now_ms();
+    return tr_bclient_read(b, reply, now >= deadline ? 0 : (uint32_t)(deadline - now));
 }
 
 bool tr_bclient_is_connected(tr_bclient *b)
@@ -291,14 +278,14 @@ void tr_bclient_close(tr_bclient *b)
     }
     tr_conn_close_id(b->id);
     struct timespec dl;
-    timeout_at(&dl, 5000);
+    tr__timespec_after_ms(&dl, 5000);
     pthread_mutex_lock(&b->mu);
     bool gone = wait_until(b, is_done, &dl);
     pthread_mutex_unlock(&b->mu);
     if (!gone) {
         /* The peer never closed its side: cut it off. */
         tr_conn_abort_id(b->id);
-        timeout_at(&dl, 5000);
+        tr__timespec_after_ms(&dl, 5000);
         pthread_mutex_lock(&b->mu);
         gone = wait_until(b, is_done, &dl);
         pthread_mutex_unlock(&b->mu);

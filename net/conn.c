@@ -315,8 +315,8 @@ int tr_conn_shutdown_write(tr_conn *c)
         return TR_ECLOSED;
     }
     c->flags |= F_SHUT_REQ;
-    tr__store_rel_32(&c->closing, 1); /* sends from now on are refused */
-    tr__conn_room(c);                 /* and waiters learn it */
+    tr__fas_sc_32(&c->closing, 1); /* sends from now on are refused */
+    tr__conn_room(c);              /* and waiters learn it */
     tr__conn_mark_dirty(c);
     return 0;
 }

@@ -59,7 +59,9 @@ void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 void tr__conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
 int tr__conn_reserve(tr_conn *c, size_t n);
 /* The queue shrank or the connection closed: wakes tr_conn_send_wait
- * callers, if any (conn_send.c). */
+ * callers, if any (conn_send.c). The caller's change must have been a
+ * locked read-modify-write (tr__faa_sc_64 on queued, tr__fas_sc_32 on
+ * closing): that is the full barrier the handshake needs. */
 void tr__conn_room(tr_conn *c);
 int tr__conn_encode(tr_conn *c, size_t len, unsigned char *hdr, size_t *hl, unsigned char *trl,
                     size_t *tl);

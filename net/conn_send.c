@@ -107,10 +107,9 @@ static void futex_wait(uint32_t *addr, uint32_t seen, int64_t ns)
 
 void tr__conn_room(tr_conn *c)
 {
-    /* The caller just shrank `queued` (a full barrier) or set `closing`;
-     * a waiter registers (a full barrier) before it tries to send. One of
-     * the two sees the other. */
-    tr__fence_sc();
+    /* The caller just shrank `queued` or set `closing`, both with a locked
+     * read-modify-write (a full barrier); a waiter registers (a full
+     * barrier) before it tries to send. One of the two sees the other. */
     if (tr__load_sc_32(&c->room_waiters) != 0) {
         tr__faa_sc_32(&c->room_seq, 1);
         syscall(SYS_futex, &c->room_seq, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);

@@ -252,7 +252,6 @@ static int open_socket(tr_dgram *d, bool first, bool reuseport)
     }
     int rc = 0;
     int one = 1;
-    const char *path = d->has_bind ? tr__addr_unix_path(&d->local.ss) : NULL;
     if (reuseport) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     }
@@ -260,18 +259,13 @@ static int open_socket(tr_dgram *d, bool first, bool reuseport)
         rc = rc == -1 ? TR_EINVAL : rc;
         goto fail;
     }
-    if (path != NULL && first && (rc = tr__unix_path_clear(path, SOCK_DGRAM)) < 0) {
-        goto fail;
-    }
-    if (path != NULL) {
-        fchmod(fd, 0600); /* the file is never wider than asked (unix_path.h) */
-    }
     if (d->has_bind) {
-        const struct sockaddr *sa = first ? (const struct sockaddr *)&d->local.ss
-                                          : (const struct sockaddr *)&d->bound;
-        socklen_t sl = first ? d->local.len : d->bound_len;
-        if (bind(fd, sa, sl) < 0) {
-            rc = -errno;
+        /* Later sockets of a reuseport group bind the port the first got;
+         * a Unix endpoint has one socket. */
+        rc = first ? tr__unix_path_bind(&d->upath, fd, SOCK_DGRAM, &d->local.ss, d->local.len,
+                                        d->cfg.unix_mode, d->cfg.unix_group)
+                   : (bind(fd, (struct sockaddr *)&d->bound, d->bound_len) < 0 ? -errno : 0);
+        if (rc < 0) {
             goto fail;
         }
     } else if (d->is_unix) {
@@ -282,10 +276,6 @@ static int open_socket(tr_dgram *d, bool first, bool reuseport)
             rc = -errno;
             goto fail;
         }
-    }
-    if (path != NULL && first &&
-        (rc = tr__unix_path_own(&d->upath, path, d->cfg.unix_mode, d->cfg.unix_group)) < 0) {
-        goto fail;
     }
     if (d->connected && connect(fd, (struct sockaddr *)&d->peer.ss, d->peer.len) < 0) {
         rc = -errno;
@@ -503,11 +493,7 @@ int tr_dgram_stop(tr_dgram *d)
             tr_send_copy(d->agents[i].id, AG_STOP, NULL, 0);
         }
     }
-    uint64_t deadline = tr__now_ms() + 5000;
-    while (tr__load_acq_32(&d->agents_alive) != 0 && tr__now_ms() < deadline) {
-        struct timespec ts = {0, 200000};
-        nanosleep(&ts, NULL);
-    }
+    tr__wait_u32(&d->agents_alive, 0, tr__now_ms() + 5000);
     tr__unix_path_unlink(&d->upath);
     return 0;
 }

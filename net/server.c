@@ -481,16 +481,10 @@ fail:
     return NULL;
 }
 
-static int open_listener(tr_server *s, const struct sockaddr *sa, socklen_t len, bool reuseport)
+static int open_listener(tr_server *s, const struct sockaddr_storage *sa, socklen_t len,
+                         bool reuseport)
 {
-    const char *path = tr__addr_unix_path(&s->addr);
-    if (path != NULL) {
-        int rc = tr__unix_path_clear(path, SOCK_STREAM);
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -errno;
     }
@@ -501,20 +495,8 @@ static int open_listener(tr_server *s, const struct sockaddr *sa, socklen_t len,
     if (reuseport) {
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     }
-    if (path != NULL) {
-        /* Linux creates the socket file with the socket's own mode (less
-         * the umask): private until tr__unix_path_own sets the mode asked for,
-         * with no window where others could connect. umask itself is
-         * process-wide, and not ours to change. */
-        fchmod(fd, 0600);
-    }
-    if (bind(fd, sa, len) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    int rc = path != NULL ? tr__unix_path_own(&s->upath, path, s->cfg.unix_mode, s->cfg.unix_group)
-                          : 0;
+    int rc = tr__unix_path_bind(&s->upath, fd, SOCK_STREAM, sa, len, s->cfg.unix_mode,
+                                s->cfg.unix_group);
     if (rc == 0 && listen(fd, s->cfg.backlog) < 0) {
         rc = -errno;
     }
@@ -541,7 +523,7 @@ int tr_server_start(tr_server *s)
     int rc = 0;
     unsigned i;
     for (i = 0; i < nl; i++) {
-        int fd = open_listener(s, (struct sockaddr *)&sa, s->addr_len, reuseport);
+        int fd = open_listener(s, &sa, s->addr_len, reuseport);
         if (fd < 0) {
             rc = fd;
             goto fail;
@@ -614,31 +596,13 @@ int tr_server_port(const tr_server *s)
     return ntohs(((const struct sockaddr_in *)&s->bound)->sin_port);
 }
 
-static void nap(void)
-{
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-}
-
-/* Waits until *p == want (32-bit) or the deadline. */
-static bool wait_u32(uint32_t *p, uint32_t want, uint64_t deadline)
-{
-    while (tr__load_acq_32(p) != want) {
-        if (tr__now_ms() >= deadline) {
-            return false;
-        }
-        nap();
-    }
-    return true;
-}
-
 static bool wait_open_zero(tr_server *s, uint64_t deadline)
 {
     while (tr__load_acq_64(&s->open) != 0) {
         if (tr__now_ms() >= deadline) {
             return false;
         }
-        nap();
+        tr__nap();
     }
     return true;
 }
@@ -647,7 +611,7 @@ static void stop_accepting(tr_server *s, uint64_t deadline)
 {
     tr__store_rel_32(&s->acks, 0);
     send_agents(s, AG_STOP_ACCEPT);
-    wait_u32(&s->acks, tr__load_acq_32(&s->agents_alive), deadline);
+    tr__wait_u32(&s->acks, tr__load_acq_32(&s->agents_alive), deadline);
     tr__unix_path_unlink(&s->upath); /* nobody accepts on it any more */
 }
 
@@ -707,7 +671,7 @@ int tr_server_free(tr_server *s)
     }
     tr_server_close(s);
     send_agents(s, AG_EXIT);
-    if (!wait_u32(&s->agents_alive, 0, tr__now_ms() + 5000) || tr__load_acq_64(&s->open) != 0) {
+    if (!tr__wait_u32(&s->agents_alive, 0, tr__now_ms() + 5000) || tr__load_acq_64(&s->open) != 0) {
         /* An agent or connection could still touch s: leak it rather than
          * risk a use-after-free. */
         tr_log(TR_LOG_ERROR, "event=server_free_busy agents=%u open=%llu",

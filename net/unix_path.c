@@ -72,6 +72,33 @@ int tr__unix_path_own(tr__unix_path *up, const char *path, uint32_t mode, const 
     return 0;
 }
 
+int tr__unix_path_bind(tr__unix_path *up, int fd, int type, const struct sockaddr_storage *ss,
+                       socklen_t len, uint32_t mode, const char *group)
+{
+    const struct sockaddr_un *un = (const struct sockaddr_un *)ss;
+    bool file = ss->ss_family == AF_UNIX && un->sun_path[0] != '\0';
+    if (!file) {
+        return bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
+    }
+    int rc = tr__unix_path_clear(un->sun_path, type);
+    if (rc < 0) {
+        return rc;
+    }
+    /* Linux creates the socket file with the socket's own mode (less the
+     * umask): private until the mode asked for is set, with no window
+     * where others could connect. umask itself is process-wide, and not
+     * ours to change. */
+    fchmod(fd, 0600);
+    if (bind(fd, (const struct sockaddr *)ss, len) < 0) {
+        return -errno;
+    }
+    rc = tr__unix_path_own(up, un->sun_path, mode, group);
+    if (rc < 0) {
+        unlink(un->sun_path);
+    }
+    return rc;
+}
+
 void tr__unix_path_unlink(tr__unix_path *up)
 {
     struct stat st;

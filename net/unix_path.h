@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 typedef struct tr__unix_path {
@@ -31,6 +32,14 @@ int tr__unix_path_clear(const char *path, int type);
  * file's identity in up. Returns 0, TR_EINVAL (no such group) or a negated
  * errno. */
 int tr__unix_path_own(tr__unix_path *up, const char *path, uint32_t mode, const char *group);
+
+/* Binds fd (a socket of `type`) to the address in ss. For a Unix file
+ * path, all the rules above: a stale file cleared first, the file private
+ * while it is created, then mode and group, its identity recorded in up
+ * (and the file unlinked again if that fails). Returns 0 or a negated
+ * errno / TR_EINVAL as the steps do. */
+int tr__unix_path_bind(tr__unix_path *up, int fd, int type, const struct sockaddr_storage *ss,
+                       socklen_t len, uint32_t mode, const char *group);
 
 /* Unlinks the recorded file if it is still ours; idempotent. */
 void tr__unix_path_unlink(tr__unix_path *up);

@@ -493,12 +493,17 @@ static void notify_room(tr_actor *a, bool gone)
     while (a->room_waiters != NULL) {
         tr_msg *m = a->room_waiters;
         a->room_waiters = m->next;
-        tr_actor_id waiter = m->from;
-        m->type = TR_MSG__ROOM;
-        m->from = a->id;
-        m->next = NULL;
-        tr__route(waiter, m, TR__LANE_SYS);
+        tr__actor_answer_room(m, a->id);
     }
+}
+
+void tr__actor_answer_room(tr_msg *wait, tr_actor_id target)
+{
+    tr_actor_id waiter = wait->from;
+    wait->type = TR_MSG__ROOM;
+    wait->from = target;
+    wait->next = NULL;
+    tr__route(waiter, wait, TR__LANE_SYS);
 }
 
 int tr__actor_wait_room(tr_actor_id target, tr_actor_id waiter)

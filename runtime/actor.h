@@ -69,6 +69,10 @@ int tr__send(tr_actor_id to, tr_msg *m, bool sys);
  * come: target is gone). Any thread. */
 int tr__actor_wait_room(tr_actor_id target, tr_actor_id waiter);
 
+/* Turns a ROOM_WAIT message into its answer from `target` and sends it
+ * back to its waiter. Any thread. */
+void tr__actor_answer_room(tr_msg *wait, tr_actor_id target);
+
 /* A muted actor may run again (route.c). Owning worker. */
 void tr__actor_unmute(struct tr__worker *w, tr_actor *a);
 

@@ -214,16 +214,6 @@ bool tr__route_has_inbound(tr__worker *w)
     return false;
 }
 
-/* A ROOM_WAIT for a gone actor: answer at once, so the waiter retries
- * and learns it is gone. */
-static void answer_room(tr_msg *m)
-{
-    tr_actor_id waiter = m->from;
-    m->type = TR_MSG__ROOM;
-    m->from = m->to_;
-    tr__route(waiter, m, TR__LANE_SYS);
-}
-
 void tr__route_drop(tr_msg *m)
 {
     tr__slot *s = tr__slot_get(m->to_);
@@ -235,7 +225,8 @@ void tr__route_drop(tr_msg *m)
         return;
     }
     if (m->type == TR_MSG__ROOM_WAIT) {
-        answer_room(m);
+        /* Answered at once: the waiter retries and learns it is gone. */
+        tr__actor_answer_room(m, m->to_);
         return;
     }
     tr_msg_free(m);

@@ -131,13 +131,7 @@ int tr_runtime_shutdown(tr_runtime *rt, uint32_t timeout_ms)
     wake_all(rt);
 
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    tr__timespec_after_ms(&deadline, timeout_ms);
     pthread_mutex_lock(&rt->lock);
     while (tr__load_acq_64(&rt->live) != 0) {
         if (pthread_cond_timedwait(&rt->idle, &rt->lock, &deadline) != 0 &&
@@ -200,7 +194,7 @@ void tr_runtime_free(tr_runtime *rt)
      * reclaim (it counted itself in foreign_reclaims before live fell). */
     uint64_t deadline = tr__now_ms() + 5000;
     while (tr__load_acq_64(&rt->live) != 0 && tr__now_ms() < deadline) {
-        sched_yield();
+        tr__nap();
     }
     if (tr__load_acq_64(&rt->live) != 0) {
         /* A thread still holds a pin on a dead actor and will reclaim it

@@ -294,7 +294,7 @@ static int has_control(tr__worker *w)
  * it was not looked at within poll_us. */
 static void poll_loop(tr__worker *w, uint64_t now)
 {
-    if (w->loop_users == 0 && !ev_is_active(&w->tick)) {
+    if (w->loop_users == 0) {
         return;
     }
     if (now - w->last_poll_ns >= (uint64_t)w->rt->cfg.poll_us * 1000u) {
