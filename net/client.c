@@ -48,6 +48,7 @@ void tr_client_config_defaults(tr_client_config *cfg)
     cfg->keepalive_idle_s = KEEPALIVE_IDLE_S;
     cfg->backoff_min_ms = 100;
     cfg->backoff_max_ms = 30000;
+    cfg->tls_handshake_timeout_ms = 10000;
 }
 
 static int dial(tr_conn *c);
@@ -119,9 +120,42 @@ static void dial_failed(client *cl, int err)
 static void connected(client *cl)
 {
     ev_timer_stop(cl->c->nw->loop, &cl->timer);
+    if (cl->ccfg->tls != NULL) {
+        tr__conn_start(cl->c); /* handshake_done reports the dial */
+        return;
+    }
     cl->attempts = 0;
     report_dial(cl, 0);
     tr__conn_open(cl->c);
+}
+
+/* The TLS handshake ended: a failure is a failed dial (redial or give up). */
+static void handshake_done(tr_conn *c, int err)
+{
+    client *cl = c->owner;
+    if (err < 0) {
+        dial_failed(cl, err);
+        return;
+    }
+    cl->attempts = 0;
+    report_dial(cl, 0);
+}
+
+/* The name a TLS client sends and verifies by default: the host of
+ * "host:port" / "[v6]:port"; none for a Unix address. */
+static void default_server_name(const char *addr, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (addr == NULL || strncmp(addr, "unix:", 5) == 0) {
+        return;
+    }
+    const char *end = addr[0] == '[' ? strchr(addr, ']') : strrchr(addr, ':');
+    const char *start = addr[0] == '[' ? addr + 1 : addr;
+    if (end == NULL || (size_t)(end - start) >= len) {
+        return;
+    }
+    memcpy(out, start, (size_t)(end - start));
+    out[end - start] = '\0';
 }
 
 static void connect_done(tr_conn *c)
@@ -245,7 +279,14 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
     cc->on_free = on_free;
     cc->connect_done = connect_done;
     cc->tp = &tr__tcp_transport;
+    cc->handshake_done = handshake_done;
+    char name[256];
+    default_server_name(cfg->connect, name, sizeof(name));
     int rc = tr__conn_cfg_check(cc);
+    if (rc == 0) {
+        rc = tr__conn_cfg_set_tls(cc, cfg->tls, false,
+                                  cfg->tls_server_name != NULL ? cfg->tls_server_name : name);
+    }
     if (rc == 0 && (cfg->handler == NULL || cfg->backoff_min_ms == 0 ||
                     cfg->backoff_max_ms < cfg->backoff_min_ms)) {
         rc = cfg->handler == NULL ? TR_ENOHANDLER : TR_EINVAL;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -16,11 +17,12 @@
 #include "../runtime/worker.h"
 #include "addr.h"
 #include "netw.h"
+#include "tls.h"
 #include "troupe/log.h"
 
 static const char *class_names[TR_ERR__COUNT] = {
     "peer_reset", "read",         "write",         "frame_too_large", "malformed",
-    "handler",    "idle_timeout", "write_timeout", "send_overflow"};
+    "handler",    "idle_timeout", "write_timeout", "send_overflow",   "tls"};
 
 const char *tr_error_class_name(tr_error_class cls)
 {
@@ -89,14 +91,21 @@ void tr__conn_post_event(tr_conn *c, uint32_t type, int reason)
 
 /* ---- reading side ---- */
 
+bool tr__conn_wants_input(const tr_conn *c)
+{
+    uint32_t f = c->flags;
+    return (f & F_CONNECTED) && !(f & (F_CLOSED | F_EOF)) &&
+           ((f & F_CLOSING) || !(f & (F_UNWRITABLE | F_HPAUSE)));
+}
+
 void tr__conn_update_reading(tr_conn *c)
 {
     if (c->nw == NULL) {
         return;
     }
     uint32_t f = c->flags;
-    bool want = (f & F_CONNECTED) && !(f & (F_CLOSED | F_EOF)) &&
-                ((f & F_CLOSING) || !(f & (F_UNWRITABLE | F_HPAUSE)));
+    /* A transport write waiting for readability (TLS) watches too. */
+    bool want = tr__conn_wants_input(c) || ((f & F_WR_WANTS_RD) && !(f & F_CLOSED));
     if (want && !(f & F_READING)) {
         ev_io_start(c->nw->loop, &c->rio);
         c->flags |= F_READING;
@@ -122,6 +131,9 @@ void tr__conn_rearm(tr_conn *c)
     if (c->flags & F_CLOSED) {
         ev_timer_stop(c->nw->loop, &c->tmo);
         return;
+    }
+    if (c->flags & F_HANDSHAKE) {
+        CONSIDER(c->last_io + c->cfg->handshake_timeout_ms / 1000.0);
     }
     if (c->flags & F_LINGER) {
         CONSIDER(c->linger_until);
@@ -153,7 +165,7 @@ tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err)
     if (c->cfg->handler != NULL && c->cfg->handler->on_error != NULL) {
         act = c->cfg->handler->on_error(c, cls, err, c->cfg->user);
     }
-    if (cls == TR_ERR_PEER_RESET || cls == TR_ERR_READ || cls == TR_ERR_WRITE) {
+    if (cls == TR_ERR_PEER_RESET || cls == TR_ERR_READ || cls == TR_ERR_WRITE || cls == TR_ERR_TLS) {
         act = TR_DISCONNECT; /* the socket is unusable */
     }
     TR__STAT_ADD(c->st, errors[cls], 1);
@@ -321,6 +333,77 @@ int tr_conn_shutdown_write(tr_conn *c)
     return 0;
 }
 
+/* ---- the transport's handshake (TLS) ---- */
+
+static void handshake_failed(tr_conn *c, int err)
+{
+    tr__conn_error(c, TR_ERR_TLS, err);
+    c->flags &= ~F_HANDSHAKE;
+    if (c->cfg->handshake_done == NULL) {
+        tr__conn_finish_close(c, err, true);
+        return;
+    }
+    /* A client redials or gives up: it gets a bare, closed connection. */
+    ev_io_stop(c->nw->loop, &c->rio);
+    ev_io_stop(c->nw->loop, &c->wio);
+    ev_timer_stop(c->nw->loop, &c->tmo);
+    c->tp->close(c, true);
+    c->cfg->handshake_done(c, err);
+}
+
+void tr__conn_handshake(tr_conn *c)
+{
+    int r = c->tp->handshake(c);
+    if (r == 0) {
+        c->flags &= ~F_HANDSHAKE;
+        TR__STAT_ADD(c->st, tls_handshakes, 1);
+        if (c->cfg->handshake_done != NULL) {
+            c->cfg->handshake_done(c, 0);
+        }
+        tr__conn_open(c);
+        return;
+    }
+    if (r != -EAGAIN) {
+        handshake_failed(c, r);
+        return;
+    }
+    /* Watch only the direction the handshake waits for. */
+    bool wr = c->tp->want != NULL && c->tp->want(c) == TR__WANT_WRITE;
+    ev_io *on = wr ? &c->wio : &c->rio, *off = wr ? &c->rio : &c->wio;
+    ev_io_stop(c->nw->loop, off);
+    ev_io_start(c->nw->loop, on);
+}
+
+static void bind_watchers(tr_conn *c)
+{
+    ev_io_stop(c->nw->loop, &c->wio);
+    ev_io_stop(c->nw->loop, &c->rio);
+    c->flags &= ~(F_READING | F_WRITING);
+    ev_io_set(&c->rio, c->fd, EV_READ);
+    ev_io_set(&c->wio, c->fd, EV_WRITE);
+}
+
+void tr__conn_start(tr_conn *c)
+{
+    if (c->cfg->tls == NULL || c->nw == NULL) {
+        tr__conn_open(c);
+        return;
+    }
+    tr__conn_ctx x = tr__conn_enter(c);
+    int rc = tr__tls_attach(c, c->cfg->tls, c->cfg->server_name);
+    if (rc < 0) {
+        handshake_failed(c, rc);
+        tr__conn_leave(x);
+        return;
+    }
+    bind_watchers(c);
+    c->flags |= F_HANDSHAKE;
+    c->last_io = tr__conn_now(c); /* the handshake's clock starts */
+    tr__conn_rearm(c);
+    tr__conn_handshake(c);
+    tr__conn_leave(x);
+}
+
 /* ---- timer ---- */
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -329,6 +412,11 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     tr_conn *c = (tr_conn *)((char *)w - offsetof(tr_conn, tmo));
     tr__conn_ctx x = tr__conn_enter(c);
     ev_tstamp now = ev_now(loop);
+    if ((c->flags & F_HANDSHAKE) && now >= c->last_io + c->cfg->handshake_timeout_ms / 1000.0) {
+        handshake_failed(c, TR_ETIMEDOUT);
+        tr__conn_leave(x);
+        return;
+    }
     if ((c->flags & F_LINGER) && now >= c->linger_until) {
         tr__conn_finish_close(c, c->close_reason, false);
         tr__conn_leave(x);
@@ -397,11 +485,7 @@ void tr__conn_open(tr_conn *c)
 {
     c->flags |= F_CONNECTED;
     if (c->nw != NULL) {
-        ev_io_stop(c->nw->loop, &c->wio);
-        ev_io_stop(c->nw->loop, &c->rio);
-        c->flags &= ~(F_READING | F_WRITING);
-        ev_io_set(&c->rio, c->fd, EV_READ);
-        ev_io_set(&c->wio, c->fd, EV_WRITE);
+        bind_watchers(c);
     }
     c->last_io = c->last_progress = tr__conn_now(c);
     tr__conn_ctx x = tr__conn_enter(c);
@@ -467,7 +551,7 @@ static int conn_init(tr_actor *self, void *arg)
         tr__conn_finish_close(c, TR_ETIMEDOUT, true);
         return 0;
     }
-    tr__conn_open(c);
+    tr__conn_start(c);
     if (a.drain_flag != NULL && tr__load_acq_32((uint32_t *)a.drain_flag)) {
         tr__conn_ctx x = tr__conn_enter(c);
         tr__conn_drain(c);
@@ -591,6 +675,22 @@ static void conn_reclaim(void *extra)
     }
 }
 
+int tr__conn_cfg_set_tls(tr__conn_cfg *cc, tr_tls *tls, bool server, const char *server_name)
+{
+    if (tls == NULL) {
+        return 0;
+    }
+    if (tr__tls_is_server(tls) != server || cc->handshake_timeout_ms == 0 ||
+        (server_name != NULL && strlen(server_name) >= sizeof(cc->server_name))) {
+        return TR_EINVAL;
+    }
+    tr__tls_retain(tls);
+    cc->tls = tls; /* released with the settings */
+    cc->tls_server = server;
+    snprintf(cc->server_name, sizeof(cc->server_name), "%s", server_name ? server_name : "");
+    return 0;
+}
+
 tr__conn_cfg *tr__conn_cfg_new(void)
 {
     tr__conn_cfg *cfg = calloc(1, sizeof(*cfg));
@@ -614,6 +714,7 @@ void tr__conn_cfg_release(const tr__conn_cfg *cfg)
         return;
     }
     if (tr__faa_sc_32((uint32_t *)&cfg->refs, UINT32_MAX) == 1) {
+        tr__tls_release(cfg->tls);
         free(cfg->owned);
         free((tr__conn_cfg *)cfg);
     }

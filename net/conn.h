@@ -90,6 +90,14 @@ typedef struct tr__conn_cfg {
     /* The transport new connections get (each connection then owns its
      * own: tr_conn.tp and tp_state). */
     const struct tr__transport *tp;
+    /* TLS over that transport (a reference held), or NULL. */
+    struct tr_tls *tls;
+    uint32_t handshake_timeout_ms;
+    bool tls_server;
+    char server_name[256];  /* client: SNI and the name verified ("" none) */
+    /* Client: the TLS handshake ended (err 0: on_open follows; else the
+     * transport is closed already and the hook decides what next). */
+    void (*handshake_done)(tr_conn *c, int err);
 } tr__conn_cfg;
 
 /* Fills the settings a tr_server_config and a tr_client_config share (the
@@ -113,6 +121,7 @@ typedef struct tr__conn_cfg {
         (cc)->ka_idle_s = (cfg)->keepalive_idle_s;                                                 \
         (cc)->ka_interval_s = (cfg)->keepalive_interval_s;                                         \
         (cc)->ka_count = (cfg)->keepalive_count;                                                   \
+        (cc)->handshake_timeout_ms = (cfg)->tls_handshake_timeout_ms;                              \
     } while (0)
 
 /* A connection's transport: operations over the connection's own transport
@@ -124,16 +133,28 @@ typedef struct tr__conn_cfg {
  * - pending (may be NULL: none): bytes the transport holds that the fd
  *   will never report readable (TLS records decrypted ahead); the reader
  *   keeps reading while it is nonzero.
- * - shutdown_wr: half-close the write side; close: release everything
- *   (abort: discard unsent data, reset the peer).
- * (TLS will add the direction a transport needs next, for a write that
- * must first read and the reverse.) */
+ * - shutdown_wr: half-close the write side: 0, -EAGAIN (call again once
+ *   writable: TLS's close_notify did not fit), or -errno; close: release
+ *   everything (abort: discard unsent data, reset the peer).
+ * - handshake (may be NULL: none): 0 done, -EAGAIN (call again when `want`
+ *   says), or a TR_E* failure.
+ * - want (may be NULL: each operation waits on its own direction): after
+ *   an -EAGAIN, the direction the transport needs next (TR__WANT_*), which
+ *   for TLS may be the other one: a read that must first write.
+ * - retry_same: a writev that returned -EAGAIN (or fewer bytes than it
+ *   was shown) holds on to what it was shown beyond that: the next call
+ *   must show the same bytes first (TLS's record in flight), so the send
+ *   queue must not drop them. */
+enum { TR__WANT_READ = 1, TR__WANT_WRITE = 2 };
 typedef struct tr__transport {
     ssize_t (*read)(tr_conn *c, void *buf, size_t len);
     ssize_t (*writev)(tr_conn *c, const struct iovec *iov, int n);
     size_t (*pending)(const tr_conn *c);
     int (*shutdown_wr)(tr_conn *c);
     void (*close)(tr_conn *c, bool abort);
+    int (*handshake)(tr_conn *c);
+    int (*want)(const tr_conn *c);
+    bool retry_same;
 } tr__transport;
 
 extern const tr__transport tr__tcp_transport;
@@ -214,6 +235,7 @@ int tr__conn_spawn(tr_runtime *rt, int worker, const tr__conn_arg *arg, tr_conn_
 /* Owner-side steps used by server.c / client.c / embedded.c. */
 void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, struct tr__netw *nw);
 void tr__conn_open(tr_conn *c);          /* fd connected: on_open, start reading */
+void tr__conn_start(tr_conn *c);         /* fd connected: TLS handshake if any, then open */
 void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len); /* decode + deliver */
 void tr__conn_flush(tr_conn *c);         /* write what the transport takes */
 void tr__conn_drain(tr_conn *c);         /* server shutdown: goodbye, flush, linger */
@@ -243,6 +265,12 @@ tr__conn_cfg *tr__conn_cfg_new(void);
 void tr__conn_cfg_retain(const tr__conn_cfg *cfg);
 /* Drops a reference; the last frees the block and cfg->owned. */
 void tr__conn_cfg_release(const tr__conn_cfg *cfg);
+
+/* Puts a TLS context (or none: NULL) into the settings, with a reference
+ * of its own. Returns 0, or TR_EINVAL (a client context for a server or
+ * the reverse, no handshake timeout, a server name too long). */
+int tr__conn_cfg_set_tls(tr__conn_cfg *cc, struct tr_tls *tls, bool server,
+                         const char *server_name);
 
 /* Checks a send config. Returns 0 or TR_E*. */
 int tr__conn_cfg_check(const tr__conn_cfg *cfg);

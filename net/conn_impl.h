@@ -30,7 +30,10 @@ enum {
     F_ABORT_REQ = 1u << 13,
     F_CONNECTED = 1u << 14,
     F_RESYNC = 1u << 15,    /* a CONTINUE resync dropped all input: keep dropping */
-    F_USER_CLOSE = 1u << 16 /* tr_conn_close/abort: a client must not redial */
+    F_USER_CLOSE = 1u << 16, /* tr_conn_close/abort: a client must not redial */
+    F_HANDSHAKE = 1u << 17,  /* the transport's handshake runs (not connected yet) */
+    F_RD_WANTS_WR = 1u << 18, /* a transport read waits for writability */
+    F_WR_WANTS_RD = 1u << 19  /* a transport write waits for readability */
 };
 
 #define HANDLER_RETRY_S 0.005
@@ -52,10 +55,15 @@ void tr__conn_leave(tr__conn_ctx x);
 bool tr__conn_has_handler_actor(const tr_conn *c);
 void tr__conn_post_event(tr_conn *c, uint32_t type, int reason);
 void tr__conn_update_reading(tr_conn *c);
+/* Whether bytes should be read now (connected, not paused or closed). */
+bool tr__conn_wants_input(const tr_conn *c);
+/* Takes the transport's handshake one step (on either watcher). */
+void tr__conn_handshake(tr_conn *c);
 void tr__conn_rearm(tr_conn *c);
 tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err);
 int tr__conn_keep_tail(tr_conn *c, const unsigned char *p, size_t n);
 void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
+void tr__conn_read_some(tr_conn *c);
 void tr__conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
 int tr__conn_reserve(tr_conn *c, size_t n);
 /* The queue shrank or the connection closed: wakes tr_conn_send_wait

@@ -157,12 +157,9 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
     tr__conn_update_reading(c);
 }
 
-void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+/* Reads while the transport has bytes, up to the budget. */
+void tr__conn_read_some(tr_conn *c)
 {
-    (void)loop;
-    (void)revents;
-    tr_conn *c = (tr_conn *)((char *)w - offsetof(tr_conn, rio));
-    tr__conn_ctx x = tr__conn_enter(c);
     size_t budget = READ_BUDGET;
     for (;;) {
         ssize_t r = c->tp->read(c, c->nw->rbuf, TR__RBUF_BYTES);
@@ -196,12 +193,41 @@ void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         if (r == -EAGAIN || r == -EWOULDBLOCK) {
+            if (c->tp->want != NULL && c->tp->want(c) == TR__WANT_WRITE) {
+                /* TLS must write before it can read on: the write watcher
+                 * brings us back here (conn_write.c). */
+                c->flags |= F_RD_WANTS_WR;
+                tr__conn_mark_dirty(c);
+            }
             break;
         }
-        tr_error_class cls = r == -ECONNRESET ? TR_ERR_PEER_RESET : TR_ERR_READ;
+        tr_error_class cls = r == TR_ETLS ? TR_ERR_TLS
+                             : r == -ECONNRESET ? TR_ERR_PEER_RESET
+                                                : TR_ERR_READ;
         tr__conn_error(c, cls, (int)r);
         tr__conn_finish_close(c, (int)r, true);
         break;
+    }
+}
+
+void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    tr_conn *c = (tr_conn *)((char *)w - offsetof(tr_conn, rio));
+    tr__conn_ctx x = tr__conn_enter(c);
+    if (c->flags & F_HANDSHAKE) {
+        tr__conn_handshake(c);
+        tr__conn_leave(x);
+        return;
+    }
+    if (c->flags & F_WR_WANTS_RD) {
+        c->flags &= ~F_WR_WANTS_RD; /* the write it held up goes first */
+        tr__conn_flush(c);
+        tr__conn_update_reading(c);
+    }
+    if (tr__conn_wants_input(c)) {
+        tr__conn_read_some(c);
     }
     /* What the handler wrote in answer to this read leaves now, before the
      * next connection's callback: a reply's send-queue block returns to the

@@ -78,6 +78,10 @@ void tr__conn_flush(tr_conn *c)
             want += iov[i].iov_len;
         }
         ssize_t r = c->tp->writev(c, iov, n);
+        if (c->tp->retry_same) {
+            /* What the transport was shown and did not take, it holds. */
+            c->out.pinned = r >= 0 ? want - (size_t)r : r == -EAGAIN ? want : 0;
+        }
         if (r > 0) {
             tr__outq_consume(&c->out, (size_t)r);
             tr__conn_unreserve(c, (size_t)r);
@@ -96,25 +100,35 @@ void tr__conn_flush(tr_conn *c)
             continue;
         }
         if (r == -EAGAIN || r == -EWOULDBLOCK) {
+            if (c->tp->want != NULL && c->tp->want(c) == TR__WANT_READ) {
+                c->flags |= F_WR_WANTS_RD; /* TLS must read first */
+                tr__conn_update_reading(c);
+            }
             break;
         }
-        tr_error_class cls = (r == -ECONNRESET || r == -EPIPE) ? TR_ERR_PEER_RESET : TR_ERR_WRITE;
+        tr_error_class cls = r == TR_ETLS                           ? TR_ERR_TLS
+                             : (r == -ECONNRESET || r == -EPIPE) ? TR_ERR_PEER_RESET
+                                                                 : TR_ERR_WRITE;
         tr__conn_error(c, cls, (int)r);
         tr__conn_finish_close(c, (int)r, true);
         tr__conn_leave(x);
         return;
     }
     check_low_watermark(c);
-    set_writing(c, c->out.bytes > 0);
+    bool more = c->out.bytes > 0 && !(c->flags & F_WR_WANTS_RD);
     if (c->out.bytes == 0 && !(c->flags & F_CLOSED)) {
         if ((c->flags & (F_CLOSING | F_SHUT_REQ)) && !(c->flags & F_WR_SHUT)) {
-            c->tp->shutdown_wr(c);
-            c->flags |= F_WR_SHUT;
+            if (c->tp->shutdown_wr(c) == -EAGAIN) {
+                more = true; /* TLS's close_notify waits for room */
+            } else {
+                c->flags |= F_WR_SHUT;
+            }
         }
-        if ((c->flags & F_CLOSING) && !(c->flags & F_LINGER)) {
+        if ((c->flags & F_CLOSING) && !(c->flags & F_LINGER) && (c->flags & F_WR_SHUT)) {
             enter_linger(c);
         }
     }
+    set_writing(c, !(c->flags & F_CLOSED) && (more || (c->flags & F_RD_WANTS_WR)));
     tr__conn_leave(x);
 }
 
@@ -123,6 +137,20 @@ void tr__conn_on_writable(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
     tr_conn *c = (tr_conn *)((char *)w - offsetof(tr_conn, wio));
+    if (c->flags & (F_HANDSHAKE | F_RD_WANTS_WR)) {
+        tr__conn_ctx x = tr__conn_enter(c);
+        if (c->flags & F_HANDSHAKE) {
+            tr__conn_handshake(c);
+        } else {
+            c->flags &= ~F_RD_WANTS_WR; /* the read it held up goes on */
+            if (tr__conn_wants_input(c)) {
+                tr__conn_read_some(c);
+            }
+            tr__conn_flush(c);
+        }
+        tr__conn_leave(x);
+        return;
+    }
     if (!(c->flags & F_CONNECTED)) {
         /* A client's connect finished: the dialer decides. */
         if (c->cfg->connect_done != NULL) {

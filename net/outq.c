@@ -226,9 +226,13 @@ size_t tr__outq_drop_oldest(tr__outq *q, size_t keep)
 {
     size_t dropped = 0;
     tr__seg **p = &q->head;
-    /* A partly written head must go out whole, or the stream is corrupt. */
+    /* A partly written head must go out whole, or the stream is corrupt;
+     * so must every segment a transport holds bytes of. */
     if (*p != NULL && (*p)->off > 0) {
         p = &(*p)->next;
+    }
+    for (size_t held = 0; *p != NULL && held < q->pinned; p = &(*p)->next) {
+        held += (*p)->len;
     }
     while (*p != NULL && q->bytes > keep) {
         tr__seg *s = *p;

@@ -25,6 +25,9 @@ typedef struct tr__outq {
     /* One segment per frame, never coalesced: set for the drop-oldest
      * overflow policy, which can only drop whole segments. */
     bool whole_frames;
+    /* Bytes at the head a transport was shown and holds on to (TLS's
+     * record in flight): never dropped. */
+    size_t pinned;
 } tr__outq;
 
 /* Appends header + payload + trailer as copied bytes. Returns 0/TR_ENOMEM. */

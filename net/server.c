@@ -95,6 +95,7 @@ void tr_server_config_defaults(tr_server_config *cfg)
     cfg->backlog = 1024;
     cfg->idle_timeout_ms = 30000;
     cfg->linger_ms = 5000;
+    cfg->tls_handshake_timeout_ms = 10000;
     cfg->max_frame_bytes = 1u << 20;
     cfg->send_queue_bytes = 4u << 20;
     cfg->high_watermark = 1u << 20;
@@ -434,7 +435,8 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
     cc->observer = cfg->observer;
     cc->on_gone = on_gone;
     cc->tp = &tr__tcp_transport;
-    if ((rc = tr__conn_cfg_check(cc)) < 0) {
+    if ((rc = tr__conn_cfg_check(cc)) < 0 ||
+        (rc = tr__conn_cfg_set_tls(cc, cfg->tls, true, NULL)) < 0) {
         goto fail_free;
     }
     if ((rc = tr__addr_parse(cfg->listen, &s->addr, &s->addr_len)) < 0) {
@@ -738,6 +740,7 @@ void tr_server_stats_get(const tr_server *s, tr_server_stats *out)
         SUM(idle_timeouts);
         SUM(accept_errors);
         SUM(forced_closes);
+        SUM(tls_handshakes);
         for (int i = 0; i < TR_ERR__COUNT; i++) {
             SUM(errors[i]);
         }

@@ -46,6 +46,17 @@ typedef struct tr_client_config {
     uint32_t backoff_max_ms;   /* default 30000 */
     uint32_t max_attempts;     /* 0 = unlimited */
     int (*on_socket)(int fd, void *user);
+    /* TLS (troupe/tls.h): a client context, or NULL for plain bytes. The
+     * client holds its own reference. tls_server_name is sent as SNI and
+     * verified against the server's certificate (unless the context's
+     * verify is TR_TLS_VERIFY_NONE); NULL: the host of `connect` (an IP
+     * address is verified, not sent). on_dial reports 0 only once the
+     * handshake completed; a failed or timed-out handshake is reported
+     * there (TR_ETLS, TR_ETIMEDOUT) and to on_error, and counts as a
+     * failed dial (reconnect applies). */
+    struct tr_tls *tls;
+    const char *tls_server_name;
+    uint32_t tls_handshake_timeout_ms; /* default 10000 */
 } tr_client_config;
 
 /* Fills cfg with the defaults above (connect, codec, handler unset).

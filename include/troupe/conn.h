@@ -48,7 +48,8 @@ typedef enum tr_error_class {
     TR_ERR_IDLE_TIMEOUT = 6,    /* nothing read or written for idle_timeout_ms */
     TR_ERR_WRITE_TIMEOUT = 7,   /* queued output made no progress for write_timeout_ms */
     TR_ERR_SEND_OVERFLOW = 8,   /* the send queue overflowed under TR_OVERFLOW_EXIT */
-    TR_ERR__COUNT = 9
+    TR_ERR_TLS = 9,             /* TLS: handshake failed or timed out, bad record, alert */
+    TR_ERR__COUNT = 10
 } tr_error_class;
 
 /* What to do about an error (the seed's ErrorAction). */
@@ -61,8 +62,10 @@ typedef enum tr_error_action {
  * codec can resynchronise (the line codec skips to the next newline), for
  * HANDLER (the frame is dropped), IDLE_TIMEOUT and WRITE_TIMEOUT (the
  * clock restarts) and SEND_OVERFLOW (the send is refused, the connection
- * stays). PEER_RESET, READ and WRITE always disconnect: the socket is
- * unusable. */
+ * stays). PEER_RESET, READ, WRITE and TLS always disconnect: the socket
+ * (or the TLS session) is unusable. TLS errors may come before on_open: a
+ * handshake that fails or times out (err TR_ETLS / TR_ETIMEDOUT) reaches
+ * on_error and the observer, and the connection never opens. */
 
 /* Name of an error class ("peer_reset", ...). Threads: any thread. */
 TR_API const char *tr_error_class_name(tr_error_class cls);

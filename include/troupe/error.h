@@ -41,7 +41,9 @@ extern "C" {
     X(TR_ENOCODEC, -4006, "invalid config: codec is required")                                     \
     X(TR_ENOHANDLER, -4007, "invalid config: handler is required")                                 \
     X(TR_ENOTFOUND, -4008, "no such item")                                                         \
-    X(TR_EADDR, -4009, "invalid address")
+    X(TR_EADDR, -4009, "invalid address")                                                          \
+    X(TR_ENOTSUP, -EOPNOTSUPP, "not supported by this build or object")                            \
+    X(TR_ETLSTRUNC, -4012, "TLS peer closed without close_notify (stream may be truncated)")
 
 #define TR__ERROR_ENUM(name, value, text) name = (value),
 enum tr_error { TR_OK = 0, TR_ERROR_MAP(TR__ERROR_ENUM) };

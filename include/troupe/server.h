@@ -91,6 +91,12 @@ typedef struct tr_server_config {
      * file never has wider permissions than asked, not even briefly. */
     uint32_t unix_mode;
     const char *unix_group;
+    /* TLS (troupe/tls.h): a server context, or NULL for plain bytes. The
+     * server holds its own reference. A handshake must complete within
+     * tls_handshake_timeout_ms (default 10000) of the accept, or the
+     * connection is closed (TR_ERR_TLS, TR_ETIMEDOUT). */
+    struct tr_tls *tls;
+    uint32_t tls_handshake_timeout_ms;
 } tr_server_config;
 
 /* Fills cfg with the defaults above (listen, codec, handler unset).
@@ -160,6 +166,7 @@ typedef struct tr_server_stats {
     uint64_t idle_timeouts;
     uint64_t accept_errors; /* EMFILE and friends */
     uint64_t forced_closes; /* closed by force at a shutdown deadline */
+    uint64_t tls_handshakes; /* completed (failures count in errors[TR_ERR_TLS]) */
 } tr_server_stats;
 
 /* A snapshot of the counters (summed over workers; each counter is exact

@@ -14,6 +14,7 @@
 #include "troupe/conn.h"
 #include "troupe/server.h"
 #include "troupe/client.h"
+#include "troupe/tls.h"
 #include "troupe/embedded.h"
 #include "troupe/dgram.h"
 #include "troupe/bclient.h"
