@@ -268,7 +268,9 @@ int tr_conn_tls_info(const tr_conn *c, tr_tls_info *out)
     const uint8_t *proto;
     unsigned plen;
     SSL_get0_alpn_selected(t->ssl, &proto, &plen);
-    memcpy(out->alpn, proto, plen < sizeof(out->alpn) ? plen : sizeof(out->alpn) - 1);
+    if (plen > 0) { /* proto is NULL without ALPN */
+        memcpy(out->alpn, proto, plen < sizeof(out->alpn) ? plen : sizeof(out->alpn) - 1);
+    }
     X509 *peer = SSL_get_peer_certificate(t->ssl);
     out->verify_error = "";
     if (peer != NULL) {

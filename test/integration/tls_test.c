@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,11 +35,25 @@ static uint64_t opens, closes, clean_closes, tls_errors, trunc_errors; /* atomic
 static char seen_version[32], seen_sni[64], seen_alpn[256], seen_subject[256];
 static uint64_t seen_verified, seen_resumed; /* atomics */
 static char seen_error[160];
+/* The strings are written on workers, read by the test thread: a lock
+ * (TSan cannot see the ordering the sockets give). */
+static pthread_mutex_t seen_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A copy of one of the seen_* strings, taken under the lock. */
+static const char *seen(const char *field)
+{
+    static char copy[256];
+    pthread_mutex_lock(&seen_mu);
+    snprintf(copy, sizeof(copy), "%s", field);
+    pthread_mutex_unlock(&seen_mu);
+    return copy;
+}
 
 static int on_open(tr_conn *c, void *user)
 {
     (void)user;
     tr_tls_info ti;
+    pthread_mutex_lock(&seen_mu);
     if (tr_conn_tls_info(c, &ti) == 0) {
         snprintf(seen_version, sizeof(seen_version), "%.31s", ti.version);
         snprintf(seen_sni, sizeof(seen_sni), "%.63s", ti.server_name);
@@ -47,6 +62,7 @@ static int on_open(tr_conn *c, void *user)
         tr_test_store(&seen_verified, ti.peer_verified);
         tr_test_store(&seen_resumed, ti.resumed);
     }
+    pthread_mutex_unlock(&seen_mu);
     tr_test_add(&opens, 1); /* last: the test reads the strings after it */
     return 0;
 }
@@ -75,9 +91,11 @@ static tr_error_action on_error(tr_conn *c, tr_error_class cls, int err, void *u
     (void)user;
     if (cls == TR_ERR_TLS) {
         tr_tls_info ti;
+        pthread_mutex_lock(&seen_mu);
         if (tr_conn_tls_info(c, &ti) == 0) {
             snprintf(seen_error, sizeof(seen_error), "%s", ti.error);
         }
+        pthread_mutex_unlock(&seen_mu);
         tr_test_add(&tls_errors, 1);
     }
     if (err == TR_ETLSTRUNC) {
@@ -105,7 +123,9 @@ static void reset_counters(void)
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         tr_test_store(all[i], 0);
     }
+    pthread_mutex_lock(&seen_mu);
     seen_version[0] = seen_sni[0] = seen_alpn[0] = seen_subject[0] = seen_error[0] = '\0';
+    pthread_mutex_unlock(&seen_mu);
 }
 
 static tr_tls *server_tls(const tr_tls_config *tc)
@@ -306,8 +326,8 @@ Test(tls, echo_over_tls_1_3_and_1_2_with_a_verified_server, .init = suite_init,
     peer p;
     peer_opts o = {.ca = pki.ca, .name = "localhost"};
     connect_ok(&f, &p, &o);
-    cr_assert_str_eq(seen_version, "TLSv1.3");
-    cr_assert_str_eq(seen_sni, "localhost");
+    cr_assert_str_eq(seen(seen_version), "TLSv1.3");
+    cr_assert_str_eq(seen(seen_sni), "localhost");
     peer_roundtrip(&p, "second line\n");
     peer_close(&p, true);
     cr_assert(tr_test_wait_ge(&clean_closes, 1, 5000), "close_notify then EOF: a clean close");
@@ -316,7 +336,7 @@ Test(tls, echo_over_tls_1_3_and_1_2_with_a_verified_server, .init = suite_init,
     o.max_version = TLS1_2_VERSION;
     connect_ok(&f, &p, &o);
     cr_assert(tr_test_wait_ge(&opens, 2, 5000));
-    cr_assert_str_eq(seen_version, "TLSv1.2");
+    cr_assert_str_eq(seen(seen_version), "TLSv1.2");
     peer_close(&p, true);
     cr_assert(tr_test_wait_ge(&closes, 2, 5000));
     tr_server_stats st = tr_test_stats(f.srv);
@@ -423,7 +443,7 @@ Test(tls, garbage_instead_of_a_client_hello_closes_without_harm, .init = suite_i
         close(fd);
     }
     cr_assert(tr_test_wait_ge(&tls_errors, 20, 5000));
-    cr_assert_neq(seen_error[0], '\0', "the reason reached on_error");
+    cr_assert_neq(seen(seen_error)[0], '\0', "the reason reached on_error");
     /* And the server still serves. */
     peer p;
     peer_opts o = {.ca = pki.ca, .name = "localhost"};
@@ -473,7 +493,7 @@ Test(tls, mutual_tls_required_optional_and_refused, .init = suite_init, .fini = 
     peer p;
     peer_opts o = {.ca = pki.ca, .name = "localhost", .cert = &pki.client};
     connect_ok(&f, &p, &o);
-    cr_assert_str_eq(seen_subject, "/CN=client");
+    cr_assert_str_eq(seen(seen_subject), "/CN=client");
     cr_assert_eq(tr_test_load(&seen_verified), 1);
     peer_close(&p, true);
 
@@ -497,7 +517,7 @@ Test(tls, mutual_tls_required_optional_and_refused, .init = suite_init, .fini = 
 
     start_opts(&f, TR_TLS_VERIFY_OPTIONAL, "127.0.0.1:0", 0);
     connect_ok(&f, &p, &rogue);
-    cr_assert_str_eq(seen_subject, "/CN=localhost");
+    cr_assert_str_eq(seen(seen_subject), "/CN=localhost");
     cr_assert_eq(tr_test_load(&seen_verified), 0, "presented, not verified, yet admitted");
     peer_close(&p, true);
     finish(&f);
@@ -642,7 +662,7 @@ Test(tls, openssl_s_client_1_3_and_1_2_alpn_and_sni, .init = suite_init, .fini =
     cr_assert_not_null(strstr(out, "TLSv1.3"), "%s", out);
     cr_assert_not_null(strstr(out, "ALPN protocol: http/1.1"), "%s", out);
     cr_assert(tr_test_wait_ge(&opens, 1, 5000));
-    cr_assert_str_eq(seen_alpn, "http/1.1");
+    cr_assert_str_eq(seen(seen_alpn), "http/1.1");
 
     s_client(&f, "-tls1_2 -servername other.test -verify_hostname other.test",
              "second\\nquit\\n", out, sizeof(out), &status);
@@ -651,7 +671,7 @@ Test(tls, openssl_s_client_1_3_and_1_2_alpn_and_sni, .init = suite_init, .fini =
     cr_assert_not_null(strstr(out, "CN = other.test"), "SNI chose the other certificate:\n%s", out);
     cr_assert_not_null(strstr(out, "TLSv1.2"), "%s", out);
     cr_assert(tr_test_wait_ge(&opens, 2, 5000));
-    cr_assert_str_eq(seen_sni, "other.test");
+    cr_assert_str_eq(seen(seen_sni), "other.test");
     finish(&f);
 }
 
@@ -666,7 +686,7 @@ Test(tls, openssl_s_client_mutual_tls, .init = suite_init, .fini = suite_fini)
     cr_assert_eq(status, 0, "s_client failed:\n%s", out);
     cr_assert_not_null(strstr(out, "mutual"), "%s", out);
     cr_assert(tr_test_wait_ge(&opens, 1, 5000));
-    cr_assert_str_eq(seen_subject, "/CN=client");
+    cr_assert_str_eq(seen(seen_subject), "/CN=client");
 
     s_client(&f, "", "refused\\nquit\\n", out, sizeof(out), &status);
     cr_assert_null(strstr(out, "refused\n"), "no echo without a client certificate:\n%s", out);
