@@ -1,7 +1,9 @@
 /* troupe-echo: an echo server. Every frame read is written back with the
- * same framing. SIGINT/SIGTERM drain gracefully (5 s).
+ * same framing. SIGINT/SIGTERM drain gracefully (5 s); with --tls, SIGHUP
+ * reads the certificate and key again (new connections use them).
  *
- *   troupe-echo [--listen HOST:PORT | --unix PATH] [--udp HOST:PORT] [--unixgram PATH]
+ *   troupe-echo [--listen HOST:PORT | --unix PATH] [--tls CERT KEY]
+ *               [--udp HOST:PORT] [--unixgram PATH]
  *               [--workers N] [--codec raw|line|length]
  *               [--max-frame BYTES] [--idle-timeout SECONDS]
  *               [--accept reuseport|single]
@@ -27,7 +29,8 @@ static const tr_handler echo_handler = {.on_frame = on_frame};
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: troupe-echo [--listen HOST:PORT | --unix PATH] [--udp HOST:PORT] "
+    fprintf(stderr, "usage: troupe-echo [--listen HOST:PORT | --unix PATH] [--tls CERT KEY] "
+                    "[--udp HOST:PORT] "
                     "[--unixgram PATH] [--workers N] "
                     "[--codec raw|line|length] [--max-frame BYTES] [--idle-timeout SECONDS] "
                     "[--accept reuseport|single]\n");
@@ -94,6 +97,7 @@ int main(int argc, char **argv)
     size_t max_frame = 1u << 20;
     long idle_s = 30;
     tr_accept_mode mode = TR_ACCEPT_REUSEPORT;
+    tr_tls_keypair kp = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -106,6 +110,12 @@ int main(int argc, char **argv)
             /* A Unix stream socket at PATH (or @name: abstract). */
             snprintf(unix_addr, sizeof(unix_addr), "unix:%s", v);
             listen = unix_addr;
+        } else if (strcmp(a, "--tls") == 0) {
+            if (i + 2 >= argc) {
+                usage();
+            }
+            kp.cert_file = v;
+            kp.key_file = argv[++i + 1];
         } else if (strcmp(a, "--udp") == 0) {
             udp = v;
         } else if (strcmp(a, "--unixgram") == 0) {
@@ -141,6 +151,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -160,6 +171,20 @@ int main(int argc, char **argv)
     cfg.max_frame_bytes = max_frame;
     cfg.idle_timeout_ms = idle_s > 0 ? (uint32_t)(idle_s * 1000) : 0;
     cfg.accept_mode = mode;
+    tr_tls *tls = NULL;
+    if (kp.cert_file != NULL) {
+        tr_tls_config tc;
+        tr_tls_config_defaults(&tc);
+        tc.server = true;
+        tc.certs = &kp;
+        tc.ncerts = 1;
+        char why[256];
+        if ((tls = tr_tls_new(&tc, why, sizeof(why), &err)) == NULL) {
+            fprintf(stderr, "troupe-echo: tls: %s (%s)\n", why, tr_strerror(err));
+            return 1;
+        }
+        cfg.tls = tls;
+    }
     tr_server *srv = tr_server_new(rt, &cfg, &err);
     if (srv == NULL || (err = tr_server_start(srv)) < 0) {
         fprintf(stderr, "troupe-echo: listen %s: %s\n", listen, tr_strerror(err));
@@ -167,14 +192,20 @@ int main(int argc, char **argv)
     }
     char addr[80];
     tr_server_address(srv, addr, sizeof(addr));
-    printf("listening on %s (codec %s, %u workers)\n", addr, codec_name,
-           tr_runtime_workers(rt));
+    printf("listening on %s%s (codec %s, %u workers)\n", addr, tls != NULL ? " with TLS" : "",
+           codec_name, tr_runtime_workers(rt));
     tr_dgram *dg_udp = udp != NULL ? start_datagram_echo(rt, udp) : NULL;
     tr_dgram *dg_unix = unixgram != NULL ? start_datagram_echo(rt, unixgram) : NULL;
     fflush(stdout);
 
     int sig;
-    sigwait(&sigs, &sig);
+    while (sigwait(&sigs, &sig) == 0 && sig == SIGHUP) {
+        char why[256] = "";
+        int rr = tls != NULL ? tr_tls_reload(tls, NULL, why, sizeof(why)) : TR_ENOTSUP;
+        printf("SIGHUP: reload %s%s%s\n", rr == 0 ? "done" : tr_strerror(rr), why[0] ? ": " : "",
+               why);
+        fflush(stdout);
+    }
     printf("signal %d: draining (5 s)\n", sig);
     fflush(stdout);
     int r = tr_server_shutdown(srv, 5000);
@@ -189,5 +220,6 @@ int main(int argc, char **argv)
     tr_runtime_shutdown(rt, 2000);
     tr_runtime_free(rt);
     tr_codec_free(codec);
+    tr_tls_free(tls);
     return 0;
 }
