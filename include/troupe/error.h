@@ -41,7 +41,8 @@ extern "C" {
     X(TR_ENOCODEC, -4006, "invalid config: codec is required")                                     \
     X(TR_ENOHANDLER, -4007, "invalid config: handler is required")                                 \
     X(TR_ENOTFOUND, -4008, "no such item")                                                         \
-    X(TR_EADDR, -4009, "invalid address")
+    X(TR_EADDR, -4009, "invalid address")                                                         \
+    X(TR_ENONAME, -4010, "host name did not resolve")
 
 #define TR__ERROR_ENUM(name, value, text) name = (value),
 enum tr_error { TR_OK = 0, TR_ERROR_MAP(TR__ERROR_ENUM) };
