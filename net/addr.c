@@ -77,7 +77,8 @@ int tr__addr_parse(const char *s, struct sockaddr_storage *out, socklen_t *len)
         port = end + 2;
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
         a6->sin6_family = AF_INET6;
-        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1 || tr__addr_parse_port(port, &a6->sin6_port)) {
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1 ||
+            tr__addr_parse_port(port, &a6->sin6_port)) {
             return TR_EADDR;
         }
         *len = sizeof(*a6);

@@ -221,8 +221,8 @@ tr_dgram *tr_dgram_new(tr_runtime *rt, const tr_dgram_config *cfg, int *err)
         (rc = endpoint_address(d, cfg->bind, &d->local, &d->bind_host, &d->bind_port)) < 0) {
         goto fail_free;
     }
-    if (cfg->connect != NULL &&
-        (rc = endpoint_address(d, cfg->connect, &d->peer, &d->connect_host, &d->connect_port)) < 0) {
+    if (cfg->connect != NULL && (rc = endpoint_address(d, cfg->connect, &d->peer,
+                                                        &d->connect_host, &d->connect_port)) < 0) {
         goto fail_free;
     }
     d->has_bind = cfg->bind != NULL;

@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "troupe/error.h"
-#include "troupe/log.h"
 #include "../runtime/util.h"
 #include "addr.h"
 #include "netw.h"
+#include "troupe/error.h"
+#include "troupe/log.h"
 
 typedef struct rsock {
     ev_io io;
@@ -30,10 +30,10 @@ typedef struct rsock {
 struct tr__resolver {
     struct ev_loop *loop;
     ares_channel ch;
-    ev_timer tick;     /* c-ares' own retries and timeouts */
-    rsock *socks;      /* one watcher per c-ares socket */
+    ev_timer tick;              /* c-ares' own retries and timeouts */
+    rsock *socks;               /* one watcher per c-ares socket */
     tr__resolve_query *queries; /* every query not freed yet */
-    bool closing;      /* ares_destroy is running: no callbacks */
+    bool closing;               /* ares_destroy is running: no callbacks */
 };
 
 struct tr__resolve_query {
@@ -41,10 +41,10 @@ struct tr__resolve_query {
     tr__resolve_query *prev, *next;
     tr__resolve_cb cb; /* NULL once run or cancelled */
     void *arg;
-    ev_timer timer;    /* our timeout; or 0 s to deliver an answer c-ares gave at once */
+    ev_timer timer; /* our timeout; or 0 s to deliver an answer c-ares gave at once */
     uint16_t port;
-    bool starting;     /* inside ares_getaddrinfo */
-    bool answered;     /* c-ares is done with it */
+    bool starting; /* inside ares_getaddrinfo */
+    bool answered; /* c-ares is done with it */
     int err;
     tr__addrs addrs;
 };
@@ -384,8 +384,8 @@ int tr__resolve_split(const char *s, char *host, size_t hlen, uint16_t *port)
     }
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '-' || ch == '.' || ch == '_';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_';
         if (!ok) {
             return TR_EADDR;
         }

@@ -323,8 +323,7 @@ Test(adopt, troupe_echo_serves_the_socket_systemd_socket_activate_passes)
     close(d.fd);
     cr_assert_eq(kill(child.pid, SIGTERM), 0);
     cr_assert(tr_test_wait_until(child_exited, &child, 10000), "troupe-echo did not stop");
-    cr_assert(WIFEXITED(child.status) && WEXITSTATUS(child.status) == 0, "status %d",
-              child.status);
+    cr_assert(WIFEXITED(child.status) && WEXITSTATUS(child.status) == 0, "status %d", child.status);
     char log[2048] = {0}, want[160];
     FILE *f = fopen(out, "r");
     cr_assert_not_null(f);

@@ -228,8 +228,8 @@ Test(resolve, split_takes_host_names_and_refuses_the_rest)
     cr_assert_eq(tr__resolve_split("svc-1.example_x.test:80", host, sizeof(host), &port), 0);
     cr_assert_str_eq(host, "svc-1.example_x.test");
     cr_assert_eq(port, 80);
-    const char *bad[] = {"svc.test", "svc.test:", "svc.test:65536", ":80", "-svc:80", "1.2.3:80",
-                         "sv c:80", "svc/x:80", "svc.test:8x"};
+    const char *bad[] = {"svc.test", "svc.test:", "svc.test:65536", ":80",        "-svc:80",
+                         "1.2.3:80", "sv c:80",   "svc/x:80",       "svc.test:8x"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cr_assert_eq(tr__resolve_split(bad[i], host, sizeof(host), &port), TR_EADDR, "%s", bad[i]);
     }
