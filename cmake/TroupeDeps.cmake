@@ -6,6 +6,10 @@ find_package(Threads REQUIRED)
 find_path(LIBEV_INCLUDE_DIR ev.h REQUIRED)
 find_library(LIBEV_LIBRARY NAMES ev REQUIRED)
 
+# c-ares (libc-ares-dev, 1.18) resolves host names on the workers' loops.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
+
 # BoringSSL from Debian's android-libboringssl-dev: headers and libraries
 # live under android/ subdirectories and need an rpath.
 find_path(BORINGSSL_INCLUDE_DIR openssl/ssl.h
@@ -23,9 +27,9 @@ else()
 endif()
 
 add_library(troupe_deps INTERFACE)
-target_include_directories(troupe_deps INTERFACE ${LIBEV_INCLUDE_DIR})
-target_link_libraries(troupe_deps INTERFACE ${LIBEV_LIBRARY} Threads::Threads)
-set(TROUPE_DEP_LIBS ev pthread)
+target_include_directories(troupe_deps INTERFACE ${LIBEV_INCLUDE_DIR} ${CARES_INCLUDE_DIRS})
+target_link_libraries(troupe_deps INTERFACE ${LIBEV_LIBRARY} ${CARES_LINK_LIBRARIES} Threads::Threads)
+set(TROUPE_DEP_LIBS ev cares pthread)
 if(TROUPE_HAVE_BORINGSSL)
   # BoringSSL headers are added privately by the TLS sources, so they never
   # shadow a system OpenSSL in users' builds.

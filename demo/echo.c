@@ -2,11 +2,15 @@
  * same framing. SIGINT/SIGTERM drain gracefully (5 s); with --tls, SIGHUP
  * reads the certificate and key again (new connections use them).
  *
- *   troupe-echo [--listen HOST:PORT | --unix PATH] [--tls CERT KEY]
+ *   troupe-echo [--listen HOST:PORT | --listen systemd | --unix PATH] [--tls CERT KEY]
  *               [--udp HOST:PORT] [--unixgram PATH]
  *               [--workers N] [--codec raw|line|length]
  *               [--max-frame BYTES] [--idle-timeout SECONDS]
  *               [--accept reuseport|single]
+ *
+ * HOST may be a host name (resolved at start). "--listen systemd" serves
+ * the first socket passed by socket activation (systemd's LISTEN_FDS),
+ * e.g. under `systemd-socket-activate -l 7007 troupe-echo --listen systemd`.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -29,7 +33,8 @@ static const tr_handler echo_handler = {.on_frame = on_frame};
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: troupe-echo [--listen HOST:PORT | --unix PATH] [--tls CERT KEY] "
+    fprintf(stderr, "usage: troupe-echo [--listen HOST:PORT | --listen systemd | --unix PATH] "
+                    "[--tls CERT KEY] "
                     "[--udp HOST:PORT] "
                     "[--unixgram PATH] [--workers N] "
                     "[--codec raw|line|length] [--max-frame BYTES] [--idle-timeout SECONDS] "
@@ -171,6 +176,15 @@ int main(int argc, char **argv)
     cfg.max_frame_bytes = max_frame;
     cfg.idle_timeout_ms = idle_s > 0 ? (uint32_t)(idle_s * 1000) : 0;
     cfg.accept_mode = mode;
+    if (strcmp(listen, "systemd") == 0) {
+        int n = tr_listen_fds();
+        if (n < 1) {
+            fprintf(stderr, "troupe-echo: --listen systemd: no socket passed (%s)\n",
+                    n < 0 ? tr_strerror(n) : "LISTEN_FDS/LISTEN_PID not set for this process");
+            return 1;
+        }
+        cfg.listen_fd = TR_LISTEN_FDS_START;
+    }
     tr_tls *tls = NULL;
     if (kp.cert_file != NULL) {
         tr_tls_config tc;

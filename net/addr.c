@@ -11,7 +11,7 @@
 
 #include "troupe/error.h"
 
-static int parse_port(const char *p, in_port_t *out)
+int tr__addr_parse_port(const char *p, in_port_t *out)
 {
     if (*p == '\0' || strlen(p) > 5) {
         return TR_EADDR;
@@ -77,7 +77,8 @@ int tr__addr_parse(const char *s, struct sockaddr_storage *out, socklen_t *len)
         port = end + 2;
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
         a6->sin6_family = AF_INET6;
-        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1 || parse_port(port, &a6->sin6_port)) {
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1 ||
+            tr__addr_parse_port(port, &a6->sin6_port)) {
             return TR_EADDR;
         }
         *len = sizeof(*a6);
@@ -99,7 +100,7 @@ int tr__addr_parse(const char *s, struct sockaddr_storage *out, socklen_t *len)
     } else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1) {
         return TR_EADDR;
     }
-    if (parse_port(port, &a4->sin_port)) {
+    if (tr__addr_parse_port(port, &a4->sin_port)) {
         return TR_EADDR;
     }
     *len = sizeof(*a4);

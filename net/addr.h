@@ -3,6 +3,7 @@
 #define TROUPE_NET_ADDR_H
 
 #include <stddef.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 /* Parses "1.2.3.4:80", "[::1]:80", "localhost:80" or ":80" (any IPv4);
@@ -11,6 +12,10 @@
  * so it never blocks on DNS. Returns 0, TR_EADDR (malformed), or
  * -ENAMETOOLONG (a Unix path longer than the 107 bytes sun_path holds). */
 int tr__addr_parse(const char *s, struct sockaddr_storage *out, socklen_t *len);
+
+/* Parses a decimal port "0".."65535" into network byte order. Returns 0
+ * or TR_EADDR. */
+int tr__addr_parse_port(const char *p, in_port_t *out);
 
 /* Formats as "host:port" / "[v6]:port" / "unix:/path" / "unix:@name"
  * ("unix:" for an unnamed Unix socket, such as a client's). `salen` is

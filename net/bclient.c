@@ -176,6 +176,7 @@ tr_bclient *tr_bclient_connect(tr_runtime *rt, const char *addr, const tr_codec 
     cfg.user = b;
     cfg.on_dial = on_dial;
     cfg.connect_timeout_ms = timeout_ms;
+    cfg.resolve_timeout_ms = timeout_ms > 0 ? timeout_ms : 1; /* the wait below bounds both */
     if (max_frame != 0) {
         cfg.max_frame_bytes = max_frame;
     }

@@ -19,14 +19,18 @@
 #include "addr.h"
 #include "conn.h"
 #include "netw.h"
+#include "resolve.h"
 
 #define KEEPALIVE_IDLE_S 300
 
 typedef struct client {
     tr__conn_cfg *ccfg;   /* counted: the connection keeps it past this record */
     tr_client_config cfg;
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
+    char *host;           /* a host name resolved at every dial, or NULL */
+    uint16_t port;
+    tr__resolve_query *query; /* a resolution in flight */
+    tr__addrs addrs;      /* this dial's addresses, tried in order */
+    unsigned next;        /* the next one to try */
     uint32_t attempts;
     bool giving_up;
     ev_timer timer;  /* connect timeout, or backoff before the next dial */
@@ -49,6 +53,7 @@ void tr_client_config_defaults(tr_client_config *cfg)
     cfg->backoff_min_ms = 100;
     cfg->backoff_max_ms = 30000;
     cfg->tls_handshake_timeout_ms = 10000;
+    cfg->resolve_timeout_ms = 5000;
 }
 
 static int dial(tr_conn *c);
@@ -158,6 +163,16 @@ static void default_server_name(const char *addr, char *out, size_t len)
     out[end - start] = '\0';
 }
 
+static void try_next(client *cl, int err);
+
+/* This address failed: on to the next one, or the dial failed. */
+static void address_failed(client *cl, int err)
+{
+    ev_timer_stop(cl->c->nw->loop, &cl->timer);
+    tr__conn_unwatch_connect(cl->c);
+    try_next(cl, err);
+}
+
 static void connect_done(tr_conn *c)
 {
     client *cl = c->owner;
@@ -170,7 +185,7 @@ static void connect_done(tr_conn *c)
         return;
     }
     if (err != 0) {
-        dial_failed(cl, -err);
+        address_failed(cl, -err);
         return;
     }
     connected(cl);
@@ -182,43 +197,101 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     client *cl = (client *)((char *)w - offsetof(client, timer));
     if (cl->c->fd >= 0) {
-        dial_failed(cl, TR_ETIMEDOUT); /* the connect timed out */
+        address_failed(cl, TR_ETIMEDOUT); /* this address's connect timed out */
     } else {
         dial(cl->c); /* the backoff ended */
     }
+}
+
+/* Starts connecting to address i. Returns 0 (connected, or in progress
+ * under the connect timeout) or the error that ended it at once. */
+static int try_address(client *cl, unsigned i)
+{
+    tr_conn *c = cl->c;
+    const struct sockaddr_storage *sa = &cl->addrs.a[i];
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    c->peer = *sa;
+    c->peer_len = cl->addrs.len[i];
+    if (sa->ss_family != AF_UNIX) {
+        tr__sock_tune(fd, cl->ccfg);
+    }
+    tr__conn_watch_connect(c, fd);
+    if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.user) < 0) {
+        tr__conn_unwatch_connect(c);
+        return TR_EINVAL;
+    }
+    if (connect(fd, (const struct sockaddr *)sa, cl->addrs.len[i]) == 0) {
+        connected(cl);
+        return 0;
+    }
+    if (errno != EINPROGRESS) {
+        int err = -errno;
+        tr__conn_unwatch_connect(c);
+        return err;
+    }
+    ev_timer_set(&cl->timer, cl->cfg.connect_timeout_ms / 1000.0, 0);
+    ev_timer_start(c->nw->loop, &cl->timer);
+    return 0;
+}
+
+/* Tries the addresses left in order; the dial fails with the last error
+ * once none is left. */
+static void try_next(client *cl, int err)
+{
+    while (cl->next < cl->addrs.n) {
+        if ((err = try_address(cl, cl->next++)) == 0) {
+            return;
+        }
+    }
+    dial_failed(cl, err);
+}
+
+static void resolved(void *arg, int err, const tr__addrs *addrs)
+{
+    client *cl = arg;
+    cl->query = NULL;
+    if (err < 0) {
+        tr_log(TR_LOG_WARN, "event=resolve_failed conn=%llu host=%s error=\"%s\"",
+               (unsigned long long)cl->c->id.bits, cl->host, tr_strerror(err));
+        dial_failed(cl, err);
+        return;
+    }
+    cl->addrs = *addrs;
+    try_next(cl, TR_ENONAME);
 }
 
 static int dial(tr_conn *c)
 {
     client *cl = c->owner;
     cl->attempts++;
-    int fd = socket(cl->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        c->fd = -1;
-        dial_failed(cl, -errno);
+    c->fd = -1;
+    cl->next = 0;
+    if (cl->host == NULL) {
+        try_next(cl, TR_EADDR);
         return 0;
     }
-    if (cl->addr.ss_family != AF_UNIX) {
-        tr__sock_tune(fd, cl->ccfg);
+    /* A name is resolved again at every dial: a reconnect follows the DNS. */
+    int err;
+    tr__resolver *r = tr__netw_resolver(c->nw, &err);
+    if (r != NULL) {
+        cl->query = tr__resolve_start(r, cl->host, cl->port, AF_UNSPEC, cl->cfg.resolve_timeout_ms,
+                                      resolved, cl, &err);
     }
-    if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.user) < 0) {
-        c->fd = fd;
-        dial_failed(cl, TR_EINVAL);
-        return 0;
+    if (cl->query == NULL) {
+        dial_failed(cl, err);
     }
-    ev_init(&cl->timer, on_timer);
-    tr__conn_watch_connect(c, fd);
-    if (connect(fd, (struct sockaddr *)&cl->addr, cl->addr_len) == 0) {
-        connected(cl);
-        return 0;
-    }
-    if (errno != EINPROGRESS) {
-        dial_failed(cl, -errno);
-        return 0;
-    }
-    ev_timer_set(&cl->timer, cl->cfg.connect_timeout_ms / 1000.0, 0);
-    ev_timer_start(c->nw->loop, &cl->timer);
     return 0;
+}
+
+static void cancel_resolve(client *cl)
+{
+    if (cl->query != NULL) {
+        tr__resolve_cancel(cl->query);
+        cl->query = NULL;
+    }
 }
 
 /* The first dial runs from the actor's init; it needs the client record. */
@@ -233,6 +306,7 @@ static int first_dial(tr_conn *c)
 static void on_gone(tr_conn *c)
 {
     client *cl = c->owner;
+    cancel_resolve(cl); /* closed while resolving */
     if (cl->giving_up || tr__conn_is_draining(c) || !tr__conn_was_opened(c) ||
         tr__conn_closed_by_user(c)) {
         if (c->nw != NULL) {
@@ -248,6 +322,7 @@ static void on_gone(tr_conn *c)
 static void on_free(tr_conn *c)
 {
     client *cl = c->owner;
+    cancel_resolve(cl);
     if (c->nw != NULL) {
         ev_timer_stop(c->nw->loop, &cl->timer);
     }
@@ -256,7 +331,25 @@ static void on_free(tr_conn *c)
         c->fd = -1;
     }
     tr__conn_cfg_release(cl->ccfg); /* the connection holds its own reference */
+    free(cl->host);
     free(cl);
+}
+
+/* A numeric address (or "localhost", or a Unix one) is the one address of
+ * every dial; a host name is kept, to be resolved at each dial. */
+static int client_address(client *cl, const char *s)
+{
+    int rc = tr__addr_parse(s, &cl->addrs.a[0], &cl->addrs.len[0]);
+    if (rc == 0) {
+        cl->addrs.n = 1;
+        return 0;
+    }
+    char host[256];
+    if (rc != TR_EADDR || tr__resolve_split(s, host, sizeof(host), &cl->port) < 0) {
+        return rc;
+    }
+    cl->host = strdup(host);
+    return cl->host != NULL ? 0 : TR_ENOMEM;
 }
 
 int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *out)
@@ -288,23 +381,23 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
                                   cfg->tls_server_name != NULL ? cfg->tls_server_name : name);
     }
     if (rc == 0 && (cfg->handler == NULL || cfg->backoff_min_ms == 0 ||
-                    cfg->backoff_max_ms < cfg->backoff_min_ms)) {
+                    cfg->backoff_max_ms < cfg->backoff_min_ms || cfg->resolve_timeout_ms == 0)) {
         rc = cfg->handler == NULL ? TR_ENOHANDLER : TR_EINVAL;
     }
     if (rc == 0) {
-        rc = tr__addr_parse(cfg->connect, &cl->addr, &cl->addr_len);
+        rc = client_address(cl, cfg->connect);
     }
-    if (rc < 0) {
-        tr__conn_cfg_release(cc);
-        free(cl);
-        return rc;
-    }
+    cl->cfg.connect = NULL; /* the caller's string; cl->host keeps a name */
     tr__conn_arg arg = {.fd = -1, .cfg = cc, .owner = cl, .dial = first_dial};
-    memcpy(&arg.peer, &cl->addr, sizeof(cl->addr));
-    arg.peer_len = cl->addr_len;
-    rc = tr__conn_spawn(rt, -1, &arg, out);
+    if (rc == 0) {
+        /* The peer until a dial picks an address (for a name: none yet). */
+        arg.peer = cl->addrs.a[0];
+        arg.peer_len = cl->addrs.len[0];
+        rc = tr__conn_spawn(rt, -1, &arg, out);
+    }
     if (rc < 0) {
         tr__conn_cfg_release(cc);
+        free(cl->host);
         free(cl);
     }
     return rc;
@@ -437,6 +530,31 @@ static int once_exchange(int fd, const tr_codec *codec, const void *data, size_t
     return rc;
 }
 
+/* A connected blocking socket to sa, or the error (the deadline passed:
+ * TR_ETIMEDOUT). */
+static int once_connect(const struct sockaddr_storage *sa, socklen_t sl,
+                        const struct timespec *deadline)
+{
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc = 0;
+    if (connect(fd, (const struct sockaddr *)sa, sl) < 0) {
+        rc = errno != EINPROGRESS ? -errno : wait_fd(fd, POLLOUT, deadline);
+        int err = 0;
+        socklen_t el = sizeof(err);
+        if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err != 0) {
+            rc = -err;
+        }
+    }
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
 int tr_client_once(const char *addr, const tr_codec *codec, const void *data, size_t len,
                    size_t max_frame, uint32_t timeout_ms, tr_buf **reply)
 {
@@ -450,42 +568,26 @@ int tr_client_once(const char *addr, const tr_codec *codec, const void *data, si
         return TR_EINVAL;
     }
     *reply = NULL;
-    struct sockaddr_storage sa;
-    socklen_t sl;
-    int rc = tr__addr_parse(addr, &sa, &sl);
-    if (rc < 0) {
-        return rc;
-    }
     struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
+    tr__timespec_after_ms(&deadline, timeout_ms);
+    /* A host name resolves on a private c-ares channel within the same
+     * timeout; then each address in turn, until one connects. */
+    tr__addrs *as = malloc(sizeof(*as));
+    if (as == NULL) {
+        return TR_ENOMEM;
     }
-    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc = tr__resolve_addr_wait(addr, AF_UNSPEC, timeout_ms, as);
+    int fd = rc;
+    for (unsigned i = 0; rc == 0 && i < as->n; i++) {
+        if ((fd = once_connect(&as->a[i], as->len[i], &deadline)) >= 0) {
+            break;
+        }
+    }
+    free(as);
     if (fd < 0) {
-        return -errno;
-    }
-    if (connect(fd, (struct sockaddr *)&sa, sl) < 0) {
-        if (errno != EINPROGRESS) {
-            rc = -errno;
-            goto out;
-        }
-        if ((rc = wait_fd(fd, POLLOUT, &deadline)) < 0) {
-            goto out;
-        }
-        int err = 0;
-        socklen_t el = sizeof(err);
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err != 0) {
-            rc = -err;
-            goto out;
-        }
+        return fd;
     }
     rc = once_exchange(fd, codec, data, len, max_frame, &deadline, reply);
-out:
     close(fd);
     return rc;
 }

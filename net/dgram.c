@@ -28,6 +28,7 @@
 #include "../runtime/msg_impl.h"
 #include "../runtime/util.h"
 #include "addr.h"
+#include "resolve.h"
 #include "unix_path.h"
 
 enum { D_CREATED, D_RUNNING, D_STOPPED };
@@ -55,6 +56,8 @@ struct tr_dgram {
     tr_dgram_config cfg;
     tr_dgram_addr local;   /* parsed bind address */
     tr_dgram_addr peer;    /* parsed connect address */
+    char *bind_host, *connect_host; /* host names resolved at start, or NULL */
+    uint16_t bind_port, connect_port;
     bool has_bind, connected, is_unix;
     struct sockaddr_storage bound;
     socklen_t bound_len;
@@ -73,6 +76,7 @@ void tr_dgram_config_defaults(tr_dgram_config *cfg)
     cfg->max_datagram_bytes = 65507;
     cfg->batch = 8;
     cfg->reuseport = true;
+    cfg->resolve_timeout_ms = 5000;
 }
 
 int tr_dgram_addr_parse(const char *s, tr_dgram_addr *out)
@@ -176,6 +180,22 @@ static const tr_behavior agent_behavior = {
 
 /* ---- lifecycle ---- */
 
+/* A numeric or Unix address, parsed; or a host name, kept for start. */
+static int endpoint_address(tr_dgram *d, const char *s, tr_dgram_addr *out, char **host,
+                            uint16_t *port)
+{
+    int rc = tr_dgram_addr_parse(s, out);
+    char name[256];
+    if (rc != TR_EADDR || tr__resolve_split(s, name, sizeof(name), port) < 0) {
+        return rc;
+    }
+    if (d->cfg.resolve_timeout_ms == 0) {
+        return TR_EINVAL;
+    }
+    *host = strdup(name);
+    return *host != NULL ? 0 : TR_ENOMEM;
+}
+
 tr_dgram *tr_dgram_new(tr_runtime *rt, const tr_dgram_config *cfg, int *err)
 {
     int rc = TR_EINVAL;
@@ -197,16 +217,19 @@ tr_dgram *tr_dgram_new(tr_runtime *rt, const tr_dgram_config *cfg, int *err)
     d->rt = rt;
     d->cfg = *cfg;
     d->send_fd = -1;
-    if (cfg->bind != NULL && (rc = tr_dgram_addr_parse(cfg->bind, &d->local)) < 0) {
+    if (cfg->bind != NULL &&
+        (rc = endpoint_address(d, cfg->bind, &d->local, &d->bind_host, &d->bind_port)) < 0) {
         goto fail_free;
     }
-    if (cfg->connect != NULL && (rc = tr_dgram_addr_parse(cfg->connect, &d->peer)) < 0) {
+    if (cfg->connect != NULL && (rc = endpoint_address(d, cfg->connect, &d->peer,
+                                                        &d->connect_host, &d->connect_port)) < 0) {
         goto fail_free;
     }
     d->has_bind = cfg->bind != NULL;
     d->connected = cfg->connect != NULL;
     int fam = d->has_bind ? d->local.ss.ss_family : d->peer.ss.ss_family;
-    if (d->has_bind && d->connected && d->local.ss.ss_family != d->peer.ss.ss_family) {
+    if (d->has_bind && d->connected && d->bind_host == NULL && d->connect_host == NULL &&
+        d->local.ss.ss_family != d->peer.ss.ss_family) {
         rc = TR_EADDR;
         goto fail_free;
     }
@@ -226,6 +249,8 @@ tr_dgram *tr_dgram_new(tr_runtime *rt, const tr_dgram_config *cfg, int *err)
     *err = 0;
     return d;
 fail_free:
+    free(d->bind_host);
+    free(d->connect_host);
     free(d);
 fail:
     *err = rc;
@@ -305,6 +330,40 @@ static void close_sockets(tr_dgram *d)
     d->send_fd = -1;
 }
 
+/* Resolves a host name into out: an address of `family` (AF_UNSPEC:
+ * any), the first given. */
+static int resolve_endpoint(const tr_dgram *d, const char *host, uint16_t port, int family,
+                            tr_dgram_addr *out)
+{
+    tr__addrs as;
+    int rc = tr__resolve_wait(host, port, family, d->cfg.resolve_timeout_ms, &as);
+    if (rc == 0) {
+        memcpy(&out->ss, &as.a[0], sizeof(out->ss));
+        out->len = as.len[0];
+    }
+    return rc;
+}
+
+/* Names in bind / connect, resolved on this thread; a connected endpoint
+ * binds and connects in one family (the numeric side's, or the bind
+ * name's). */
+static int resolve_names(tr_dgram *d)
+{
+    int rc = 0;
+    if (d->bind_host != NULL) {
+        int fam = d->connected && d->connect_host == NULL ? d->peer.ss.ss_family : AF_UNSPEC;
+        rc = resolve_endpoint(d, d->bind_host, d->bind_port, fam, &d->local);
+    }
+    if (rc == 0 && d->connect_host != NULL) {
+        int fam = d->has_bind ? d->local.ss.ss_family : AF_UNSPEC;
+        rc = resolve_endpoint(d, d->connect_host, d->connect_port, fam, &d->peer);
+    }
+    if (!d->has_bind) {
+        d->local.ss.ss_family = d->peer.ss.ss_family;
+    }
+    return rc;
+}
+
 int tr_dgram_start(tr_dgram *d)
 {
     if (tr_runtime_on_worker(d->rt)) {
@@ -313,11 +372,14 @@ int tr_dgram_start(tr_dgram *d)
     if (!tr_runtime_is_running(d->rt) || tr__load_acq_32(&d->state) != D_CREATED) {
         return TR_ESTATE;
     }
+    int rc = resolve_names(d);
+    if (rc < 0) {
+        return rc;
+    }
     /* Port 0 with reuseport: the first socket picks the port, the others
      * bind that one. A connected or Unix endpoint has one socket. */
     bool reuseport = d->cfg.reuseport && !d->is_unix && !d->connected && d->has_bind;
     unsigned n = reuseport ? d->nagents : 1;
-    int rc = 0;
     for (unsigned i = 0; i < n; i++) {
         int fd = open_socket(d, i == 0, reuseport);
         if (fd < 0) {
@@ -519,6 +581,8 @@ int tr_dgram_free(tr_dgram *d)
         free(d->agents[i].bufs);
     }
     free(d->agents);
+    free(d->bind_host);
+    free(d->connect_host);
     free(d);
     return 0;
 }

@@ -4,6 +4,7 @@
 
 #include "../runtime/util.h"
 #include "../runtime/worker.h"
+#include "resolve.h"
 
 /* conn.c's flag for "on the flush list"; kept in one place. */
 #define F_DIRTY (1u << 0)
@@ -36,6 +37,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 static void netw_free(void *p)
 {
     tr__netw *nw = p;
+    tr__resolver_free(nw->resolver);
     ev_ref(nw->loop);
     ev_ref(nw->loop);
     ev_check_stop(nw->loop, &nw->flush_after_io);

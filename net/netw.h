@@ -17,6 +17,7 @@ typedef struct tr__netw {
     ev_check flush_after_io;     /* lowest priority: after this iteration's I/O callbacks */
     ev_prepare flush_before_poll;
     tr_conn *dirty;              /* connections with output to write */
+    struct tr__resolver *resolver; /* c-ares channel, made on first use (resolve.c) */
     unsigned char rbuf[TR__RBUF_BYTES];
 } tr__netw;
 

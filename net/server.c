@@ -30,6 +30,8 @@
 #include "../runtime/runtime.h"
 #include "../runtime/util.h"
 #include "addr.h"
+#include "adopt.h"
+#include "resolve.h"
 #include "unix_path.h"
 #include "conn.h"
 
@@ -40,7 +42,8 @@ enum {
     AG_DRAIN,
     AG_FORCE,
     AG_RESUME,
-    AG_EXIT
+    AG_EXIT,
+    AG_ADOPT /* payload: a connected fd (tr_server_adopt) */
 };
 
 #define ACCEPTS_PER_EVENT 64
@@ -70,6 +73,9 @@ struct tr_server {
     tr__conn_cfg *ccfg;    /* counted: connections keep it past the server */
     struct sockaddr_storage addr;
     socklen_t addr_len;
+    char *listen_host;     /* a host name resolved at start, or NULL */
+    uint16_t listen_port;
+    bool adopted;          /* serving cfg.listen_fd (agents[0].lfd) */
     struct sockaddr_storage bound;
     socklen_t bound_len;
     bool is_unix;          /* a Unix stream socket: one listener, no per-IP table */
@@ -105,6 +111,8 @@ void tr_server_config_defaults(tr_server_config *cfg)
     cfg->nodelay = true;
     cfg->keepalive = true;
     cfg->accept_mode = TR_ACCEPT_REUSEPORT;
+    cfg->listen_fd = -1;
+    cfg->resolve_timeout_ms = 5000;
 }
 
 static void info(tr_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -368,6 +376,23 @@ static void send_kill(tr_conn *c)
     tr_kill((tr_actor_id){c->id.bits}, TR_ETIMEDOUT);
 }
 
+/* A connected fd from tr_server_adopt: admitted as if accepted here,
+ * unless the server stopped accepting since. */
+static void adopt_conn(agent *ag, const tr_msg *m)
+{
+    int fd;
+    memcpy(&fd, tr_msg_data(m), sizeof(fd));
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    if (tr__load_acq_32(&ag->srv->state) != S_RUNNING ||
+        getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
+        TR__STAT_ADD(&ag->srv->stats[ag->idx], refused, 1);
+        close(fd);
+        return;
+    }
+    admit(ag, fd, &peer, plen);
+}
+
 static void agent_receive(tr_actor *self, tr_msg *m)
 {
     agent *ag = tr_actor_state(self);
@@ -388,6 +413,9 @@ static void agent_receive(tr_actor *self, tr_msg *m)
         break;
     case AG_EXIT:
         tr_exit(self, TR_EXIT_NORMAL);
+        break;
+    case AG_ADOPT:
+        adopt_conn(ag, m);
         break;
     case TR_MSG_SHUTDOWN:
         /* The runtime is shutting down: connections drain on their own. */
@@ -412,6 +440,29 @@ static const tr_behavior agent_behavior = {
     .terminate = agent_terminate};
 
 /* ---- public API ---- */
+
+/* Where to listen: an adopted listening fd (checked here), a numeric or
+ * Unix address, or a host name kept to be resolved at start. */
+static int server_address(tr_server *s, const tr_server_config *cfg)
+{
+    if (cfg->listen_fd >= 0) {
+        int family;
+        int rc = tr__adopt_check(cfg->listen_fd, true, &family);
+        s->addr.ss_family = (sa_family_t)family;
+        s->adopted = rc == 0;
+        return rc;
+    }
+    int rc = tr__addr_parse(cfg->listen, &s->addr, &s->addr_len);
+    char host[256];
+    if (rc != TR_EADDR || tr__resolve_split(cfg->listen, host, sizeof(host), &s->listen_port) < 0) {
+        return rc;
+    }
+    if (cfg->resolve_timeout_ms == 0) {
+        return TR_EINVAL;
+    }
+    s->listen_host = strdup(host);
+    return s->listen_host != NULL ? 0 : TR_ENOMEM;
+}
 
 tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
 {
@@ -439,7 +490,7 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
         (rc = tr__conn_cfg_set_tls(cc, cfg->tls, true, NULL)) < 0) {
         goto fail_free;
     }
-    if ((rc = tr__addr_parse(cfg->listen, &s->addr, &s->addr_len)) < 0) {
+    if ((rc = server_address(s, cfg)) < 0) {
         goto fail_free;
     }
     s->is_unix = s->addr.ss_family == AF_UNIX;
@@ -466,6 +517,9 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
         s->agents[i].idx = i;
         s->agents[i].lfd = -1;
     }
+    if (s->adopted) {
+        s->agents[0].lfd = cfg->listen_fd; /* ours from now on */
+    }
     pthread_mutex_init(&s->ip_lock, NULL);
     *err = 0;
     return s;
@@ -477,6 +531,7 @@ fail_free:
         s->ccfg->owned = NULL;
     }
     tr__conn_cfg_release(s->ccfg);
+    free(s->listen_host);
     free(s);
 fail:
     *err = rc;
@@ -510,6 +565,36 @@ static int open_listener(tr_server *s, const struct sockaddr_storage *sa, sockle
     return fd;
 }
 
+static void set_bound(tr_server *s)
+{
+    socklen_t bl = sizeof(s->bound);
+    getsockname(s->agents[0].lfd, (struct sockaddr *)&s->bound, &bl);
+    s->bound_len = bl;
+}
+
+/* The first listener: on the parsed address, or on the first address of
+ * the name that binds. */
+static int open_first(tr_server *s, bool reuseport)
+{
+    tr__addrs as = {.n = 1, .a = {s->addr}, .len = {s->addr_len}};
+    if (s->listen_host != NULL) {
+        int rc = tr__resolve_wait(s->listen_host, s->listen_port, AF_UNSPEC,
+                                  s->cfg.resolve_timeout_ms, &as);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    int fd = TR_ENONAME;
+    for (unsigned k = 0; k < as.n; k++) {
+        if ((fd = open_listener(s, &as.a[k], as.len[k], reuseport)) >= 0) {
+            s->addr = as.a[k];
+            s->addr_len = as.len[k];
+            break;
+        }
+    }
+    return fd;
+}
+
 int tr_server_start(tr_server *s)
 {
     if (tr__current_worker() != NULL) {
@@ -518,25 +603,30 @@ int tr_server_start(tr_server *s)
     if (!tr_runtime_is_running(s->rt) || tr__load_acq_32(&s->state) != S_CREATED) {
         return TR_ESTATE;
     }
-    /* A Unix path can be bound once: one listener, round-robin hand-out. */
-    bool reuseport = s->cfg.accept_mode == TR_ACCEPT_REUSEPORT && !s->is_unix;
+    /* A Unix path can be bound once, and an adopted listener is one
+     * socket: one listener, round-robin hand-out. */
+    bool reuseport = s->cfg.accept_mode == TR_ACCEPT_REUSEPORT && !s->is_unix && !s->adopted;
     unsigned nl = reuseport ? s->nagents : 1;
-    struct sockaddr_storage sa = s->addr;
     int rc = 0;
-    unsigned i;
-    for (i = 0; i < nl; i++) {
-        int fd = open_listener(s, &sa, s->addr_len, reuseport);
+    unsigned i = 0;
+    if (s->adopted) {
+        if ((rc = tr__adopt_prepare(s->agents[0].lfd)) < 0) {
+            return rc;
+        }
+        set_bound(s);
+        i = 1;
+    }
+    for (; i < nl; i++) {
+        /* Port 0: the others must bind the port the first one got. */
+        int fd = i == 0 ? open_first(s, reuseport)
+                        : open_listener(s, &s->bound, s->bound_len, reuseport);
         if (fd < 0) {
             rc = fd;
             goto fail;
         }
         s->agents[i].lfd = fd;
         if (i == 0) {
-            /* Port 0: the others must bind the port the first one got. */
-            socklen_t bl = sizeof(s->bound);
-            getsockname(fd, (struct sockaddr *)&s->bound, &bl);
-            s->bound_len = bl;
-            sa = s->bound;
+            set_bound(s);
         }
     }
     tr__store_rel_32(&s->state, S_RUNNING);
@@ -694,10 +784,41 @@ int tr_server_free(tr_server *s)
     }
     tr__unix_path_unlink(&s->upath);
     pthread_mutex_destroy(&s->ip_lock);
+    free(s->listen_host);
     free(s->agents);
     tr__conn_cfg_release(s->ccfg); /* and the counters, once no connection needs them */
     free(s);
     return 0;
+}
+
+int tr_server_adopt(tr_server *s, int fd)
+{
+    if (s == NULL || fd < 0) {
+        return TR_EINVAL;
+    }
+    if (tr__load_acq_32(&s->state) != S_RUNNING) {
+        return TR_ESTATE;
+    }
+    int family;
+    int rc = tr__adopt_check(fd, false, &family);
+    if (rc < 0) {
+        return rc;
+    }
+    if ((family == AF_UNIX) != s->is_unix) {
+        return -EAFNOSUPPORT; /* a TCP server adopts TCP connections, a Unix one Unix ones */
+    }
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
+        return -errno; /* -ENOTCONN */
+    }
+    if ((rc = tr__adopt_prepare(fd)) < 0) {
+        return rc;
+    }
+    /* The agent admits it on its own worker, with the same limits, hooks
+     * and counters as an accepted socket. */
+    unsigned w = tr__faa_sc_32(&s->rr, 1) % s->nagents;
+    return tr_send_copy(s->agents[w].id, AG_ADOPT, &fd, sizeof(fd));
 }
 
 bool tr_server_is_running(const tr_server *s)

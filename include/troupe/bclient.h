@@ -25,14 +25,16 @@ extern "C" {
 
 typedef struct tr_bclient tr_bclient;
 
-/* Connects to addr ("host:port", "[v6]:port", "unix:/path") and waits up
- * to timeout_ms for the connection. Frames are encoded and decoded with
+/* Connects to addr ("host:port", "[v6]:port", "unix:/path"; a host name
+ * is resolved on the connection's worker with c-ares, its addresses tried
+ * in order) and waits up to timeout_ms for the connection, resolution
+ * included. Frames are encoded and decoded with
  * codec (which must outlive the client); a frame larger than max_frame
  * bytes (0: 1 MiB) is an error that closes the connection. Frames that
  * arrive before they are read wait in the client, up to 4 MiB; past that
  * the connection is closed (-ENOBUFS). Returns the client, or NULL with
- * *err: TR_ETIMEDOUT, -ECONNREFUSED, -ENOENT, TR_EADDR, TR_EDEADLK,
- * TR_ENOMEM, ... */
+ * *err: TR_ETIMEDOUT, -ECONNREFUSED, -ENOENT, TR_EADDR, TR_ENONAME (the
+ * name did not resolve), TR_EDEADLK, TR_ENOMEM, ... */
 TR_API tr_bclient *tr_bclient_connect(tr_runtime *rt, const char *addr, const tr_codec *codec,
                                       size_t max_frame, uint32_t timeout_ms, int *err);
 

@@ -46,7 +46,9 @@ typedef int (*tr_dgram_cb)(tr_dgram *d, const void *data, size_t len, const tr_d
 enum { TR_MSG_DGRAM = 272 };
 
 typedef struct tr_dgram_config {
-    /* Where to receive: "host:port", "[v6]:port", "unix:/path" (a Unix
+    /* Where to receive: "1.2.3.4:port", "[v6]:port", "localhost:port", a
+     * host name "name.example:port" (resolved by tr_dgram_start, see
+     * resolve_timeout_ms; its first address), "unix:/path" (a Unix
      * datagram socket file: the same stale/live/mode rules as Unix stream
      * servers), "unix:@name". Required unless `connect` is set (then an
      * ephemeral address is used). */
@@ -69,6 +71,12 @@ typedef struct tr_dgram_config {
     /* Called on each socket before bind (SO_RCVBUF and friends); return 0
      * or a negative code to fail the start. */
     int (*on_socket)(int fd, void *user);
+    /* Host names in bind / connect are resolved by tr_dgram_start on the
+     * calling thread (a private c-ares channel: the hosts file, then DNS;
+     * TROUPE_DNS_SERVERS as for clients), waiting at most this long. A
+     * connected endpoint resolves into the family of its other address.
+     * Default 5000; 0 with a host name is TR_EINVAL. */
+    uint32_t resolve_timeout_ms;
 } tr_dgram_config;
 
 typedef struct tr_dgram_stats {
@@ -88,10 +96,12 @@ TR_API void tr_dgram_config_defaults(tr_dgram_config *cfg);
  * on_datagram nor handler_actor), TR_ENOMEM. Threads: any thread. */
 TR_API tr_dgram *tr_dgram_new(tr_runtime *rt, const tr_dgram_config *cfg, int *err);
 
-/* Binds (and connects) the sockets and starts receiving. Returns 0,
- * TR_ESTATE (not created, or the runtime is not running), or a negated
- * errno (-EADDRINUSE, -EEXIST, -ENOENT, -EACCES...).
- * Threads: not on a worker (TR_EDEADLK). */
+/* Resolves host names (blocking, at most resolve_timeout_ms each), binds
+ * (and connects) the sockets and starts receiving. Returns 0, TR_ESTATE
+ * (not created, or the runtime is not running), TR_ENONAME (a name did
+ * not resolve), TR_ETIMEDOUT (no answer in time), or a negated errno
+ * (-EADDRINUSE, -EEXIST, -ENOENT, -EACCES...).
+ * Threads: not on a worker (TR_EDEADLK; blocks while resolving). */
 TR_API int tr_dgram_start(tr_dgram *d);
 
 /* The bound address ("127.0.0.1:40000", "unix:/path"). Returns the
@@ -121,7 +131,8 @@ typedef struct tr_dgram_out {
  * tr_dgram_send_to when none was. Threads: any thread. */
 TR_API int tr_dgram_send_batch(tr_dgram *d, const tr_dgram_out *out, unsigned n);
 
-/* Parses "host:port", "[v6]:port", "unix:/path", "unix:@name".
+/* Parses "1.2.3.4:port", "[v6]:port", "localhost:port", "unix:/path",
+ * "unix:@name": numeric only, it never resolves a host name (TR_EADDR).
  * Returns 0, TR_EADDR or -ENAMETOOLONG. Threads: any thread. */
 TR_API int tr_dgram_addr_parse(const char *s, tr_dgram_addr *out);
 

@@ -42,6 +42,7 @@ extern "C" {
     X(TR_ENOHANDLER, -4007, "invalid config: handler is required")                                 \
     X(TR_ENOTFOUND, -4008, "no such item")                                                         \
     X(TR_EADDR, -4009, "invalid address")                                                          \
+    X(TR_ENONAME, -4010, "host name did not resolve")                                              \
     X(TR_ENOTSUP, -EOPNOTSUPP, "not supported by this build or object")                            \
     X(TR_ETLSTRUNC, -4012, "TLS peer closed without close_notify (stream may be truncated)")
 

@@ -51,7 +51,10 @@ typedef struct tr_server_observer {
 } tr_server_observer;
 
 typedef struct tr_server_config {
-    /* Required. "127.0.0.1:8080", "[::1]:0", "0.0.0.0:0"; or a Unix stream
+    /* Required (unless listen_fd is set). "127.0.0.1:8080", "[::1]:0",
+     * "0.0.0.0:0", "localhost:8080" (127.0.0.1, no resolver); a host
+     * name, "name.example:8080", resolved by tr_server_start (see
+     * resolve_timeout_ms) and bound on its first address that binds; or a Unix stream
      * socket: "unix:/run/app.sock" (a file: a stale one left by a dead
      * server is removed, one a live server listens on is refused with
      * -EADDRINUSE, a non-socket file with -EEXIST; it is unlinked when the
@@ -97,6 +100,21 @@ typedef struct tr_server_config {
      * connection is closed (TR_ERR_TLS, TR_ETIMEDOUT). */
     struct tr_tls *tls;
     uint32_t tls_handshake_timeout_ms;
+    /* A listening socket made elsewhere, served instead of binding
+     * `listen` (which is then ignored): systemd socket activation (see
+     * tr_listen_fds) or the caller's own. A stream socket, TCP or Unix,
+     * already listening; tr_server_new checks it (SO_ACCEPTCONN, SO_TYPE,
+     * SO_DOMAIN). From a successful tr_server_new the server owns it: it
+     * is made non-blocking and close-on-exec at start, closed when the
+     * server stops (or by tr_server_free if it never started); a Unix
+     * socket file is never unlinked (its maker owns it). One listener:
+     * accept_mode is ignored. Default -1: none. */
+    int listen_fd;
+    /* A host name in `listen` is resolved by tr_server_start on the
+     * calling thread (a private c-ares channel: the hosts file, then DNS;
+     * TROUPE_DNS_SERVERS as for clients), waiting at most this long.
+     * Default 5000; 0 with a host name is TR_EINVAL. */
+    uint32_t resolve_timeout_ms;
 } tr_server_config;
 
 /* Fills cfg with the defaults above (listen, codec, handler unset).
@@ -104,16 +122,22 @@ typedef struct tr_server_config {
 TR_API void tr_server_config_defaults(tr_server_config *cfg);
 
 /* Validates cfg and creates a server (not listening yet). Returns NULL with
- * *err = TR_ENOCODEC, TR_ENOHANDLER, TR_EADDR (unparsable address),
- * TR_EINVAL (inconsistent limits) or TR_ENOMEM. cfg is copied; the codec,
+ * *err = TR_ENOCODEC, TR_ENOHANDLER, TR_EADDR (neither an address nor a
+ * valid host name), TR_EINVAL (inconsistent limits; a listen_fd that is
+ * not listening), -EBADF, -ENOTSOCK, -ESOCKTNOSUPPORT (a listen_fd that
+ * is not a stream socket), -EAFNOSUPPORT (nor TCP nor Unix) or
+ * TR_ENOMEM. Never resolves a name (that waits for tr_server_start). cfg is copied; the codec,
  * handler and observer it points to must outlive the server.
  * Threads: any thread. */
 TR_API tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err);
 
-/* Binds, listens and starts accepting. Returns 0, TR_ESTATE (not just
- * created, or the runtime is not running), TR_EDEADLK (on a worker), or
- * the bind error (TR_EADDRINUSE, -EEXIST and -ENOENT for Unix paths, ...).
- * Threads: not on a worker. */
+/* Resolves a host name (blocking, at most resolve_timeout_ms), binds,
+ * listens and starts accepting; or starts accepting on listen_fd. Returns
+ * 0, TR_ESTATE (not just created, or the runtime is not running),
+ * TR_EDEADLK (on a worker), TR_ENONAME (the name did not resolve),
+ * TR_ETIMEDOUT (no answer in time), or the bind error (TR_EADDRINUSE,
+ * -EEXIST and -ENOENT for Unix paths, ...; the last address's).
+ * Threads: not on a worker (blocks while resolving). */
 TR_API int tr_server_start(tr_server *srv);
 
 /* The bound address ("127.0.0.1:43125", "unix:/path"), valid once
@@ -143,6 +167,36 @@ TR_API int tr_server_close(tr_server *srv);
  * reclaimed): the settings they read stay alive until then.
  * Threads: not on a worker (blocks). */
 TR_API int tr_server_free(tr_server *srv);
+
+/* Adopts an already-connected socket (the seed's Handle(conn)) as a
+ * connection of this running server: same codec, handler, policies,
+ * limits (max_connections, max_per_ip, on_socket) and counters (it counts
+ * as accepted, or refused) as an accepted one, on a worker chosen
+ * round-robin. A TCP server adopts TCP sockets, a Unix server Unix ones.
+ * Returns 0 once the server owns fd (made non-blocking and close-on-exec;
+ * it may still be refused by the limits, or by a shutdown that began
+ * meanwhile: then it is closed and counted as refused). On error fd stays
+ * the caller's, open: TR_EINVAL (fd < 0, or a listening socket),
+ * TR_ESTATE (not running), -EBADF, -ENOTSOCK, -ESOCKTNOSUPPORT (not a
+ * stream socket), -EAFNOSUPPORT (the other kind of server), -ENOTCONN (not
+ * connected), TR_ECLOSED or TR_ENOMEM. Call it after tr_server_start
+ * returned and before tr_server_free. Threads: any thread (never
+ * blocks). */
+TR_API int tr_server_adopt(tr_server *srv, int fd);
+
+/* The first descriptor passed by socket activation. */
+#define TR_LISTEN_FDS_START 3
+
+/* Socket activation (systemd's sd_listen_fds protocol, implemented here
+ * without libsystemd): how many listening sockets the service manager
+ * passed to this process, as fds TR_LISTEN_FDS_START, +1, ... (set
+ * cfg.listen_fd to one of them). Reads LISTEN_PID and LISTEN_FDS; 0 when
+ * they are absent or name another process (inherited from a parent).
+ * Marks the passed fds close-on-exec; does not unset the variables.
+ * Returns the count (>= 0), TR_EINVAL (an absurd LISTEN_FDS) or a negated
+ * errno (-EBADF: a passed fd is not open). Threads: any thread, but call
+ * it before threads that fork and exec exist. */
+TR_API int tr_listen_fds(void);
 
 /* States, and connections admitted and not gone yet; is_gone: stopped and
  * every connection gone (the seed's IsGone). Snapshots; they cannot fail.

@@ -60,6 +60,15 @@ static inline void tr_test_be32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)v;
 }
 
+/* A handler that writes every frame back (same framing). */
+static inline int tr_test_echo_frame(tr_conn *c, const void *data, size_t len, void *user)
+{
+    (void)user;
+    return tr_conn_write(c, data, len);
+}
+
+static const tr_handler tr_test_echo_handler = {.on_frame = tr_test_echo_frame};
+
 /* Creates and starts a server from cfg; its address goes to addr. */
 static inline tr_server *tr_test_server(tr_runtime *rt, const tr_server_config *cfg, char *addr,
                                         size_t len)

@@ -80,6 +80,21 @@ Test(addr, accepts_ipv4_ipv6_wildcard_and_localhost)
     tr_test_leak_check();
 }
 
+Test(addr, host_names_are_kept_to_be_resolved_at_start)
+{
+    /* tr_server_new never resolves (tr_server_start does), so no network
+     * is needed here; test/integration/resolve_test.c resolves. */
+    static const char *names[] = {
+        "example.com:80",
+        "a-very-long-host-name-that-does-not-fit-into-the-parse-buffer-at-all.example:80",
+        "svc_1.internal:0",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        cr_assert_eq(server_parse(names[i]), 0, "\"%s\" refused", names[i]);
+    }
+    tr_test_leak_check();
+}
+
 Test(addr, refuses_malformed_addresses_with_eaddr)
 {
     static const char *bad[] = {
@@ -99,10 +114,10 @@ Test(addr, refuses_malformed_addresses_with_eaddr)
         "::1:80",
         "[127.0.0.1]:80",
         "[::1]:",
-        "example.com:80",
         "[::1]:99999",
         "127.0.0.1:80:90",
-        "a-very-long-host-name-that-does-not-fit-into-the-parse-buffer-at-all.example:80",
+        "exa mple.com:80",
+        "-example.com:80",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cr_assert_eq(server_parse(bad[i]), TR_EADDR, "\"%s\" accepted (or another error)", bad[i]);
