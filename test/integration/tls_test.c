@@ -828,3 +828,138 @@ Test(tls, tls_over_a_unix_socket, .init = suite_init, .fini = suite_fini)
     tr_tls_free(good);
     finish(&f);
 }
+
+/* ---- lifetimes under stress ---- */
+
+typedef struct storm {
+    fixture *f;
+    unsigned seed;
+    uint64_t *ok;
+} storm;
+
+static void *storm_client(void *arg)
+{
+    storm *s = arg;
+    for (int round = 0; round < 60; round++) {
+        unsigned r = (unsigned)rand_r(&s->seed) % 4;
+        if (r == 0) { /* a whole exchange */
+            peer p;
+            peer_opts o = {.ca = pki.ca};
+            if (peer_open(&p, s->f->addr, &o) == 1 && SSL_write(p.ssl, "x\n", 2) == 2) {
+                char buf[4];
+                if (SSL_read(p.ssl, buf, sizeof(buf)) == 2) {
+                    tr_test_add(s->ok, 1);
+                }
+            }
+            peer_close(&p, round % 2 == 0);
+            continue;
+        }
+        int fd = tr_test_sock_connect(s->f->addr, NULL, 2000);
+        if (fd < 0) {
+            continue;
+        }
+        if (r == 1) { /* half a ClientHello, then a reset */
+            tr_test_sock_send(fd, "\x16\x03\x01\x02\x00\x01", 6);
+            tr_test_sock_reset(fd);
+        } else if (r == 2) { /* gone at once */
+            tr_test_sock_reset(fd);
+        } else { /* garbage, then a FIN */
+            tr_test_sock_send(fd, "garbage!", 8);
+            close(fd);
+        }
+    }
+    return NULL;
+}
+
+Test(tls, handshakes_resets_and_reloads_racing, .init = suite_init, .fini = suite_fini)
+{
+    fixture f;
+    start_opts(&f, TR_TLS_VERIFY_DEFAULT, "127.0.0.1:0", 2000);
+    uint64_t ok = 0;
+    storm s[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (storm){.f = &f, .seed = 7u + (unsigned)i, .ok = &ok};
+        cr_assert_eq(pthread_create(&th[i], NULL, storm_client, &s[i]), 0);
+    }
+    /* Certificates swapped under the handshakes, many times. */
+    tr_tls_keypair kp = {.cert_file = pki.server.cert, .key_file = pki.server.key};
+    tr_tls_config tc;
+    tls_defaults(&tc, &kp, 1);
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(tr_tls_reload(f.tls, i % 2 ? &tc : NULL, NULL, 0), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+    }
+    cr_assert_gt(tr_test_load(&ok), 0, "whole exchanges went through");
+    /* A shutdown with handshakes still in flight ends them. */
+    int held[20];
+    for (int i = 0; i < 20; i++) {
+        held[i] = tr_test_client(f.addr);
+        tr_test_sock_send(held[i], "\x16\x03\x01", 3);
+    }
+    cr_assert_eq(tr_server_shutdown(f.srv, 3000), 0, "unopened connections do not hold a drain");
+    for (int i = 0; i < 20; i++) {
+        int r = tr_test_sock_peek(held[i], 3000);
+        cr_assert(r == 0 || r == -ECONNRESET, "closed: %d", r);
+        close(held[i]);
+    }
+    cr_assert_eq(tr_server_free(f.srv), 0);
+    f.srv = NULL;
+    finish(&f);
+}
+
+static char client_alpn[64];
+static uint64_t client_infos; /* atomics */
+
+static int client_open_info(tr_conn *c, void *user)
+{
+    tr_tls_info ti;
+    if (tr_conn_tls_info(c, &ti) == 0) {
+        snprintf(client_alpn, sizeof(client_alpn), "%.63s", ti.alpn);
+        tr_test_add(&client_infos, ti.peer_verified ? 1 : 0);
+    }
+    return client_open(c, user);
+}
+
+Test(tls, troupe_client_with_a_certificate_and_alpn_against_mutual_tls, .init = suite_init,
+     .fini = suite_fini)
+{
+    fixture f;
+    tr_tls_keypair kp = {.cert_file = pki.server.cert, .key_file = pki.server.key};
+    tr_tls_config tc;
+    tls_defaults(&tc, &kp, 1);
+    tc.verify = TR_TLS_VERIFY_REQUIRED;
+    tc.ca_file = pki.ca;
+    tc.alpn = "chat/1,echo/1";
+    start_with(&f, &tc, "127.0.0.1:0", 0);
+    tr_test_store(&client_frames, 0);
+    tr_test_store(&client_infos, 0);
+    tr_tls_keypair mine = {.cert_file = pki.client.cert, .key_file = pki.client.key};
+    tr_tls_config cc;
+    tr_tls_config_defaults(&cc);
+    cc.ca_file = pki.ca;
+    cc.certs = &mine;
+    cc.ncerts = 1;
+    cc.alpn = "echo/1";
+    tr_tls *ctls = server_tls(&cc);
+    static const tr_handler h = {.on_open = client_open_info, .on_frame = client_frame};
+    tr_client_config ccfg;
+    tr_client_config_defaults(&ccfg);
+    ccfg.connect = f.addr;
+    ccfg.codec = f.codec;
+    ccfg.handler = &h;
+    ccfg.tls = ctls;
+    ccfg.tls_server_name = "localhost";
+    tr_conn_id id;
+    cr_assert_eq(tr_client_connect(f.rt, &ccfg, &id), 0);
+    cr_assert(tr_test_wait_ge(&client_frames, 1, 5000));
+    cr_assert_eq(tr_test_load(&client_infos), 1, "the client verified the server");
+    cr_assert_str_eq(client_alpn, "echo/1");
+    cr_assert(tr_test_wait_ge(&opens, 1, 5000));
+    cr_assert_str_eq(seen(seen_subject), "/CN=client", "the server saw our certificate");
+    cr_assert_str_eq(seen(seen_alpn), "echo/1");
+    tr_tls_free(ctls);
+    finish(&f);
+}
