@@ -37,6 +37,20 @@ typedef struct tr_conn_id {
     uint64_t bits;
 } tr_conn_id;
 
+/* The connection as an actor (for tr_send, tr_monitor, a message's
+ * sender), and back: a connection's id is its actor's id. Threads: any. */
+static inline tr_actor_id tr_conn_actor(tr_conn_id id)
+{
+    tr_actor_id a = {id.bits};
+    return a;
+}
+
+static inline tr_conn_id tr_conn_from_actor(tr_actor_id a)
+{
+    tr_conn_id c = {a.bits};
+    return c;
+}
+
 /* Error classes, for the error policy. */
 typedef enum tr_error_class {
     TR_ERR_PEER_RESET = 0,      /* the peer reset the connection */
@@ -91,6 +105,12 @@ typedef struct tr_handler {
     void (*on_close)(tr_conn *c, int reason, void *user);
     /* An error happened; return what to do. NULL: use the policy table. */
     tr_error_action (*on_error)(tr_conn *c, tr_error_class cls, int err, void *user);
+    /* A connection is an actor: an application message (type >=
+     * TR_MSG_USER) sent to its id (tr_send(tr_conn_actor(id), m)) comes
+     * here, in order with the connection's other callbacks. The runtime
+     * frees m after the call unless it is claimed (tr_msg_claim). Messages
+     * reaching a closed connection are dropped. NULL: dropped. */
+    void (*on_message)(tr_conn *c, tr_msg *m, void *user);
 } tr_handler;
 
 /* Messages a handler actor receives (tr_msg_ref holds the tr_conn_id bits;
