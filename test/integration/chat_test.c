@@ -1,0 +1,520 @@
+/* troupe-chat, the real binary, driven over loopback by line clients:
+ * registration, nicks and case mapping, channels and their broadcasts,
+ * per-sender order, private messages, the numerics for bad input, the
+ * 512-byte limit, flood and send-queue disconnects, the shutdown notice. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "net.h"
+#include "wait.h"
+
+#ifndef TROUPE_CHAT_PATH
+#error "TROUPE_CHAT_PATH: the troupe-chat binary"
+#endif
+
+TestSuite(chat, .timeout = 120.0);
+
+/* ---- the server ---- */
+
+typedef struct server {
+    pid_t pid;
+    FILE *out;     /* its stdout */
+    char addr[64]; /* "127.0.0.1:PORT" */
+} server;
+
+static void start_server(server *s, const char *extra)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "exec %s --listen 127.0.0.1:0 --workers 2 %s", TROUPE_CHAT_PATH,
+             extra != NULL ? extra : "");
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    s->pid = fork();
+    cr_assert_geq(s->pid, 0);
+    if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no server behind */
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        close(pipefd[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    s->out = fdopen(pipefd[0], "r");
+    char line[256];
+    s->addr[0] = '\0';
+    while (s->addr[0] == '\0' && fgets(line, sizeof(line), s->out) != NULL) {
+        sscanf(line, "IRC on %63s", s->addr);
+    }
+    cr_assert_neq(s->addr[0], '\0', "troupe-chat printed its address");
+}
+
+/* SIGTERM, then its exit status. */
+static int stop_server(server *s)
+{
+    kill(s->pid, SIGTERM);
+    int status = -1;
+    waitpid(s->pid, &status, 0);
+    fclose(s->out);
+    return status;
+}
+
+static long server_rss_kb(const server *s)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)s->pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) {
+            break;
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kb;
+}
+
+/* ---- a line client ---- */
+
+typedef struct client {
+    int fd;
+    char buf[65536];
+    size_t len;
+} client;
+
+static void client_open(client *c, const server *s)
+{
+    c->fd = tr_test_sock_connect(s->addr, NULL, 5000);
+    cr_assert_geq(c->fd, 0, "connect %s", s->addr);
+    c->len = 0;
+}
+
+static void sendf(client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sendf(client *c, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    va_end(ap);
+    memcpy(line + n, "\r\n", 2);
+    cr_assert_eq(tr_test_sock_send(c->fd, line, (size_t)n + 2), 0);
+}
+
+/* The next line (without CR LF) into out; false at EOF or after timeout. */
+static bool next_line(client *c, char *out, size_t cap, int timeout_ms)
+{
+    uint64_t end = tr_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        char *nl = memchr(c->buf, '\n', c->len);
+        if (nl != NULL) {
+            size_t n = (size_t)(nl - c->buf);
+            size_t keep = n > 0 && c->buf[n - 1] == '\r' ? n - 1 : n;
+            snprintf(out, cap, "%.*s", (int)keep, c->buf);
+            memmove(c->buf, nl + 1, c->len - n - 1);
+            c->len -= n + 1;
+            return true;
+        }
+        uint64_t now = tr_test_now_ms();
+        if (c->len == sizeof(c->buf)) {
+            return false;
+        }
+        if (tr_test_sock_readable(c->fd, now >= end ? 0 : (int)(end - now)) <= 0) {
+            return false;
+        }
+        ssize_t r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+        if (r <= 0) {
+            return false;
+        }
+        c->len += (size_t)r;
+    }
+}
+
+/* Reads lines until one contains `want`; fails the test after 5 s. The
+ * line goes to out (if not NULL). */
+static void expect(client *c, const char *want, char *out, size_t cap)
+{
+    char line[1024];
+    while (next_line(c, line, sizeof(line), 5000)) {
+        if (strstr(line, want) != NULL) {
+            if (out != NULL) {
+                snprintf(out, cap, "%s", line);
+            }
+            return;
+        }
+    }
+    cr_assert_fail("no line with \"%s\"", want);
+}
+
+/* True if no line containing `what` arrives within ms. */
+static bool silent_about(client *c, const char *what, int ms)
+{
+    char line[1024];
+    while (next_line(c, line, sizeof(line), ms)) {
+        if (strstr(line, what) != NULL) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool at_eof(client *c, int timeout_ms)
+{
+    char line[1024];
+    while (next_line(c, line, sizeof(line), timeout_ms)) {
+    }
+    return tr_test_sock_peek(c->fd, timeout_ms) == 0 || tr_test_sock_peek(c->fd, 0) == -ECONNRESET;
+}
+
+static void login_any_motd(client *c, const server *s, const char *nick)
+{
+    client_open(c, s);
+    sendf(c, "NICK %s", nick);
+    sendf(c, "USER %s 0 * :%s the tester", nick, nick);
+    expect(c, " 001 ", NULL, 0);
+    expect(c, "MOTD", NULL, 0); /* 422 MOTD File is missing, or 376 End of /MOTD */
+}
+
+static void join(client *c, const char *nick, const char *chan)
+{
+    sendf(c, "JOIN %s", chan);
+    char want[128];
+    snprintf(want, sizeof(want), ":%s!", nick);
+    expect(c, want, NULL, 0); /* our JOIN */
+    expect(c, " 366 ", NULL, 0);
+}
+
+static void client_close(client *c)
+{
+    close(c->fd);
+}
+
+/* ---- tests ---- */
+
+Test(chat, registration_welcome_isupport_and_cap)
+{
+    server s;
+    start_server(&s, NULL);
+    client a;
+    client_open(&a, &s);
+    sendf(&a, "CAP LS 302");
+    expect(&a, "CAP * LS", NULL, 0);
+    sendf(&a, "NICK alice");
+    sendf(&a, "USER alice 0 * :Alice A");
+    cr_assert(silent_about(&a, " 001 ", 300), "registration waits for CAP END");
+    sendf(&a, "CAP END");
+    char line[1024];
+    expect(&a, " 001 alice :Welcome", line, sizeof(line));
+    cr_assert_not_null(strstr(line, "alice!alice@127.0.0.1"), "%s", line);
+    expect(&a, " 002 ", NULL, 0);
+    expect(&a, " 003 ", NULL, 0);
+    expect(&a, " 004 ", NULL, 0);
+    expect(&a, " 005 ", line, sizeof(line));
+    cr_assert_not_null(strstr(line, "CASEMAPPING=rfc1459"), "%s", line);
+    cr_assert_not_null(strstr(line, "CHANTYPES=#"), "%s", line);
+    cr_assert_not_null(strstr(line, "NICKLEN=30"), "%s", line);
+    expect(&a, " 422 ", NULL, 0);
+    sendf(&a, "PING :abc");
+    expect(&a, "PONG", line, sizeof(line));
+    cr_assert_not_null(strstr(line, ":abc"), "%s", line);
+    client_close(&a);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, nick_collisions_under_rfc1459_case_mapping)
+{
+    server s;
+    start_server(&s, NULL);
+    client a, b;
+    login_any_motd(&a, &s, "Alice[1]");
+    client_open(&b, &s);
+    sendf(&b, "NICK alice{1}"); /* the same nick under rfc1459 */
+    expect(&b, " 433 * alice{1} :Nickname is already in use", NULL, 0);
+    sendf(&b, "NICK 1bad");
+    expect(&b, " 432 ", NULL, 0);
+    sendf(&b, "NICK");
+    expect(&b, " 431 ", NULL, 0);
+    sendf(&b, "JOIN #x");
+    expect(&b, " 451 ", NULL, 0);
+    sendf(&b, "NICK bob");
+    sendf(&b, "USER bob 0 * :Bob");
+    expect(&b, " 001 bob ", NULL, 0);
+    /* A quit frees the nick. */
+    sendf(&a, "QUIT :bye");
+    expect(&a, "ERROR :Closing Link", NULL, 0);
+    cr_assert(at_eof(&a, 3000));
+    client c;
+    client_open(&c, &s);
+    bool got = false;
+    for (int i = 0; i < 50 && !got; i++) {
+        sendf(&c, "NICK ALICE[1]");
+        char line[1024];
+        while (next_line(&c, line, sizeof(line), 200)) {
+            got |= strstr(line, " 433 ") == NULL && strstr(line, "NICK") != NULL;
+            if (strstr(line, " 433 ") != NULL) {
+                break;
+            }
+        }
+        sendf(&c, "USER c 0 * :C");
+        got |= !silent_about(&c, " 001 ", 200);
+    }
+    cr_assert(got, "the freed nick can be taken again");
+    client_close(&b);
+    client_close(&c);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, channel_join_names_privmsg_part_topic_list_who_kick)
+{
+    server s;
+    start_server(&s, NULL);
+    client a, b;
+    login_any_motd(&a, &s, "alice");
+    login_any_motd(&b, &s, "bob");
+    sendf(&a, "JOIN #Test");
+    char line[1024];
+    expect(&a, ":alice!alice@127.0.0.1 JOIN #Test", NULL, 0);
+    expect(&a, " 353 alice = #Test :@alice", NULL, 0);
+    expect(&a, " 366 alice #Test ", NULL, 0);
+    sendf(&b, "JOIN #test"); /* the same channel, another case */
+    expect(&b, "JOIN #Test", NULL, 0);
+    expect(&b, " 353 ", line, sizeof(line));
+    cr_assert_not_null(strstr(line, "@alice"), "%s", line);
+    cr_assert_not_null(strstr(line, "bob"), "%s", line);
+    expect(&a, ":bob!bob@127.0.0.1 JOIN #Test", NULL, 0);
+
+    sendf(&a, "PRIVMSG #test :hello bob");
+    expect(&b, ":alice!alice@127.0.0.1 PRIVMSG #test :hello bob", NULL, 0);
+    sendf(&a, "PRIVMSG bob :just you");
+    expect(&b, ":alice!alice@127.0.0.1 PRIVMSG bob :just you", NULL, 0);
+    sendf(&a, "PRIVMSG nobody :hi");
+    expect(&a, " 401 alice nobody :No such nick", NULL, 0);
+
+    sendf(&b, "TOPIC #test :the topic");
+    expect(&a, ":bob!bob@127.0.0.1 TOPIC #Test :the topic", NULL, 0);
+    sendf(&a, "TOPIC #test");
+    expect(&a, " 332 alice #Test :the topic", NULL, 0);
+    sendf(&a, "LIST");
+    expect(&a, " 321 ", NULL, 0);
+    expect(&a, " 322 alice #Test 2 :the topic", NULL, 0);
+    expect(&a, " 323 ", NULL, 0);
+    sendf(&a, "WHO #test");
+    expect(&a, " 352 ", NULL, 0);
+    expect(&a, " 315 ", NULL, 0);
+
+    sendf(&b, "KICK #test alice :no");
+    expect(&b, " 482 bob #Test :You're not channel operator", NULL, 0);
+    sendf(&a, "KICK #test bob :out");
+    expect(&a, ":alice!alice@127.0.0.1 KICK #Test bob :out", NULL, 0);
+    expect(&b, "KICK #Test bob :out", NULL, 0);
+    sendf(&b, "PRIVMSG #test :still here?");
+    expect(&b, " 404 bob #test :Cannot send to channel", NULL, 0);
+    sendf(&b, "JOIN #test");
+    expect(&a, "JOIN #Test", NULL, 0);
+    sendf(&b, "PART #test :later");
+    expect(&a, ":bob!bob@127.0.0.1 PART #Test :later", NULL, 0);
+    sendf(&b, "PART #test");
+    expect(&b, " 442 ", NULL, 0);
+    client_close(&a);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, nick_and_quit_reach_each_sharing_user_once)
+{
+    server s;
+    start_server(&s, NULL);
+    client a, b, c;
+    login_any_motd(&a, &s, "alice");
+    login_any_motd(&b, &s, "bob");
+    login_any_motd(&c, &s, "carol");
+    join(&a, "alice", "#one");
+    join(&a, "alice", "#two");
+    join(&b, "bob", "#one");
+    join(&b, "bob", "#two"); /* bob shares two channels with alice */
+    join(&c, "carol", "#two");
+    expect(&a, "carol", NULL, 0);
+    sendf(&a, "NICK alicia");
+    expect(&a, ":alice!alice@127.0.0.1 NICK :alicia", NULL, 0);
+    expect(&b, ":alice!alice@127.0.0.1 NICK :alicia", NULL, 0);
+    expect(&c, ":alice!alice@127.0.0.1 NICK :alicia", NULL, 0);
+    cr_assert(silent_about(&b, "NICK :alicia", 500), "bob heard it once");
+    sendf(&a, "QUIT :gone fishing");
+    expect(&b, ":alicia!alice@127.0.0.1 QUIT :Quit: gone fishing", NULL, 0);
+    expect(&c, ":alicia!alice@127.0.0.1 QUIT :Quit: gone fishing", NULL, 0);
+    cr_assert(silent_about(&b, "QUIT", 500), "bob heard the quit once");
+    /* A dropped connection is a quit too. */
+    tr_test_sock_reset(c.fd);
+    expect(&b, ":carol!carol@127.0.0.1 QUIT :", NULL, 0);
+    client_close(&a);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, one_senders_lines_arrive_in_order)
+{
+    server s;
+    start_server(&s, "--flood 1000:1000");
+    client a, b;
+    login_any_motd(&a, &s, "alice");
+    login_any_motd(&b, &s, "bob");
+    join(&a, "alice", "#order");
+    join(&b, "bob", "#order");
+    for (int i = 0; i < 500; i++) {
+        sendf(&a, "PRIVMSG #order :line %d", i);
+    }
+    for (int i = 0; i < 500; i++) {
+        char want[64], line[1024];
+        snprintf(want, sizeof(want), "PRIVMSG #order :line %d", i);
+        cr_assert(next_line(&b, line, sizeof(line), 5000), "line %d arrived", i);
+        if (strstr(line, "PRIVMSG") == NULL) {
+            i--;
+            continue;
+        }
+        cr_assert_not_null(strstr(line, want), "line %d in order: %s", i, line);
+    }
+    client_close(&a);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, numerics_for_bad_input_keep_the_connection)
+{
+    server s;
+    start_server(&s, NULL);
+    client a;
+    login_any_motd(&a, &s, "alice");
+    sendf(&a, "FROB x");
+    expect(&a, " 421 alice FROB :Unknown command", NULL, 0);
+    sendf(&a, "JOIN");
+    expect(&a, " 461 alice JOIN :Not enough parameters", NULL, 0);
+    sendf(&a, "JOIN nochan");
+    expect(&a, " 403 alice nochan :No such channel", NULL, 0);
+    sendf(&a, "PRIVMSG");
+    expect(&a, " 411 ", NULL, 0);
+    sendf(&a, "PRIVMSG #x");
+    expect(&a, " 412 ", NULL, 0);
+    sendf(&a, "PRIVMSG #x :not a member");
+    expect(&a, " 404 ", NULL, 0);
+    sendf(&a, "USER again 0 * :x");
+    expect(&a, " 462 ", NULL, 0);
+    char big[700];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    sendf(&a, "PRIVMSG #x :%s", big);
+    expect(&a, " 417 ", NULL, 0);
+    sendf(&a, "PING :still");
+    expect(&a, ":still", NULL, 0);
+    client_close(&a);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, a_flood_is_cut_with_excess_flood)
+{
+    server s;
+    start_server(&s, "--flood 10:1");
+    client a;
+    login_any_motd(&a, &s, "alice");
+    for (int i = 0; i < 40; i++) {
+        char line[64];
+        int n = snprintf(line, sizeof(line), "PING :%d\r\n", i);
+        if (tr_test_sock_send(a.fd, line, (size_t)n) < 0) {
+            break;
+        }
+    }
+    expect(&a, "ERROR :Closing Link: 127.0.0.1 (Excess Flood)", NULL, 0);
+    cr_assert(at_eof(&a, 3000));
+    client_close(&a);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, a_reader_that_never_reads_is_cut_and_memory_stays_bounded)
+{
+    server s;
+    start_server(&s, "--flood 100000:100000 --sendq 65536");
+    client slow;
+    /* A small receive window, set before connecting. */
+    slow.fd = tr_test_sock_new(s.addr, 4096);
+    cr_assert_geq(slow.fd, 0);
+    cr_assert_eq(tr_test_sock_connect_fd(slow.fd, s.addr, 5000), 0);
+    slow.len = 0;
+    sendf(&slow, "NICK slow");
+    sendf(&slow, "USER slow 0 * :Slow");
+    expect(&slow, " 001 ", NULL, 0);
+    join(&slow, "slow", "#big");
+    client a, b;
+    login_any_motd(&a, &s, "alice");
+    login_any_motd(&b, &s, "bob");
+    join(&a, "alice", "#big");
+    join(&b, "bob", "#big");
+    char text[480];
+    memset(text, 'y', sizeof(text) - 1);
+    text[sizeof(text) - 1] = '\0';
+    /* Up to 40 MB for slow, who reads nothing; bob keeps up with alice
+     * (every 50 lines we wait for him to see the last one) and sees
+     * slow go. */
+    bool cut = false;
+    for (int i = 0; i < 80000 && !cut; i++) {
+        sendf(&a, "PRIVMSG #big :%d %s", i, text);
+        if (i % 50 != 49) { /* 25 KB: within the 64 KiB send queue */
+            continue;
+        }
+        char want[32], line[1024];
+        snprintf(want, sizeof(want), "#big :%d ", i);
+        bool seen = false;
+        while (!seen && next_line(&b, line, sizeof(line), 5000)) {
+            cut |= strstr(line, ":slow!slow@127.0.0.1 QUIT :SendQ exceeded") != NULL;
+            seen = strstr(line, want) != NULL;
+        }
+        cr_assert(seen, "bob saw line %d (last: %.80s, peek %d)", i, line, tr_test_sock_peek(b.fd, 0));
+    }
+    char line[1024];
+    while (!cut && next_line(&b, line, sizeof(line), 10000)) {
+        cut = strstr(line, ":slow!slow@127.0.0.1 QUIT :SendQ exceeded") != NULL;
+    }
+    cr_assert(cut, "slow was closed for its send queue");
+    long kb = server_rss_kb(&s);
+    cr_assert_gt(kb, 0);
+    cr_assert_lt(kb, 200 * 1024, "server RSS %ld kB", kb);
+    client_close(&slow);
+    client_close(&a);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, shutdown_tells_every_user)
+{
+    server s;
+    start_server(&s, NULL);
+    client c[20];
+    for (int i = 0; i < 20; i++) {
+        char nick[16];
+        snprintf(nick, sizeof(nick), "user%d", i);
+        login_any_motd(&c[i], &s, nick);
+    }
+    kill(s.pid, SIGTERM);
+    for (int i = 0; i < 20; i++) {
+        expect(&c[i], "NOTICE user", NULL, 0);
+        expect(&c[i], "ERROR :Closing Link: 127.0.0.1 (Server shutting down)", NULL, 0);
+        cr_assert(at_eof(&c[i], 5000));
+        client_close(&c[i]);
+    }
+    int status = -1;
+    waitpid(s.pid, &status, 0);
+    fclose(s.out);
+    cr_assert_eq(status, 0);
+}
