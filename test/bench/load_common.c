@@ -4,6 +4,8 @@
 
 #include "load.h"
 
+#include "hostport.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +33,7 @@ struct opts opt = {
     .codec = CODEC_RAW,
     .threads = 1,
     .connect_timeout_s = 10.0,
+    .dgram_timeout_ms = 200.0,
 };
 volatile sig_atomic_t interrupted;
 
@@ -45,6 +49,28 @@ uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void run_clock_start(struct run_clock *c)
+{
+    c->t0 = now_ns();
+    c->t_start = c->t0 + (uint64_t)(opt.warmup_s * 1e9);
+    c->t_end = c->t_start + (uint64_t)(opt.duration_s * 1e9);
+    c->cpu0 = cpu_seconds();
+    c->runq0 = runq_wait_ns();
+}
+
+double run_clock_stop(const struct run_clock *c, double *cpu_pct, double *wait_pct)
+{
+    double wall = (double)(now_ns() - c->t0) / 1e9;
+    *cpu_pct = 100.0 * (cpu_seconds() - c->cpu0) / wall;
+    *wait_pct = 100.0 * (double)(runq_wait_ns() - c->runq0) / 1e9 / wall;
+    return wall;
+}
+
+bool run_clock_in_window(const struct run_clock *c, uint64_t now)
+{
+    return now >= c->t_start && now < c->t_end;
 }
 
 double cpu_seconds(void)
@@ -166,6 +192,11 @@ static size_t pattern_offset(uint64_t id, uint64_t seq)
     return (size_t)((id * 7919u + seq * 4099u) % PAT_LEN);
 }
 
+const unsigned char *pattern_at(uint64_t id, uint64_t seq)
+{
+    return pattern + pattern_offset(id, seq);
+}
+
 int pattern_init(size_t size)
 {
     pattern = malloc(PAT_LEN + size);
@@ -283,26 +314,43 @@ static bool is_loopback(const struct sockaddr *sa)
     return false;
 }
 
+/* unix:/PATH or unix:@NAME (abstract: a leading NUL). */
+static int parse_unix_target(const char *path)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)&target;
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(un->sun_path)) {
+        fprintf(stderr, "troupe-load: bad Unix socket path '%s'\n", path);
+        return -1;
+    }
+    memset(un, 0, sizeof(*un));
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, path, n);
+    if (path[0] == '@') {
+        un->sun_path[0] = '\0';
+        target_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    } else {
+        target_len = (socklen_t)sizeof(*un);
+    }
+    return 0;
+}
+
 /* Resolves HOST:PORT or [V6]:PORT; refuses anything but loopback. */
 int parse_target(const char *spec)
 {
+    if (strncmp(spec, "unix:", 5) == 0) {
+        return parse_unix_target(spec + 5);
+    }
     char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof(host)) {
+    const char *port = hostport_split(spec, host, sizeof(host));
+    if (port == NULL) {
         fprintf(stderr, "troupe-load: --connect wants HOST:PORT, got '%s'\n", spec);
         return -1;
-    }
-    size_t hl = (size_t)(colon - spec);
-    memcpy(host, spec, hl);
-    host[hl] = '\0';
-    if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
     }
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(host, colon + 1, &hints, &res);
+    int rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0 || res == NULL) {
         fprintf(stderr, "troupe-load: cannot resolve '%s': %s\n", spec, gai_strerror(rc));
         return -1;
@@ -335,14 +383,43 @@ int target_family(void)
  * so the kernel picks the port per 4-tuple at connect time: that is what
  * lifts the ~28K ephemeral-port limit of a single source address.
  * Returns the fd (connected or in progress), or -errno. */
-int start_connect(unsigned src)
+int target_socket(int type)
 {
-    int fd = socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(target.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -errno;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (type == SOCK_STREAM && target.ss_family != AF_UNIX) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    if (type == SOCK_DGRAM && target.ss_family == AF_UNIX) {
+        /* Autobind: an abstract name the kernel picks, for the replies. */
+        struct sockaddr_un self = {.sun_family = AF_UNIX};
+        if (bind(fd, (struct sockaddr *)&self, sizeof(sa_family_t)) < 0) {
+            int err = -errno;
+            close(fd);
+            return err;
+        }
+    }
+    return fd;
+}
+
+int target_connect(int fd)
+{
+    if (connect(fd, (struct sockaddr *)&target, target_len) < 0 && errno != EINPROGRESS) {
+        return -errno;
+    }
+    return 0;
+}
+
+int start_connect(unsigned src)
+{
+    int fd = target_socket(SOCK_STREAM);
+    if (fd < 0) {
+        return fd;
+    }
+    int one = 1;
     if (target.ss_family == AF_INET) {
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
         struct sockaddr_in local = {.sin_family = AF_INET};
@@ -353,8 +430,8 @@ int start_connect(unsigned src)
             return err;
         }
     }
-    if (connect(fd, (struct sockaddr *)&target, target_len) < 0 && errno != EINPROGRESS) {
-        int err = -errno;
+    int err = target_connect(fd);
+    if (err < 0) {
         close(fd);
         return err;
     }
@@ -445,6 +522,15 @@ int connect_many(int *fds, int n, unsigned src_base)
     }
     close(ep);
     return ok;
+}
+
+int close_at_deadline(int fd, uint64_t started, uint64_t now)
+{
+    if (fd < 0) {
+        return 0;
+    }
+    close(fd);
+    return now - started > 1000000000u;
 }
 
 /* Raises the soft fd limit to the hard one and checks that need fds fit. */

@@ -1,5 +1,6 @@
 /* troupe-load echo: each connection keeps `pipeline` messages in flight;
- * every reply is checked byte by byte and timed from send to its last byte. */
+ * every reply is checked byte by byte and timed from send to its last byte.
+ * With --tls every connection completes its handshake before the run. */
 
 #include "load.h"
 
@@ -14,6 +15,7 @@
 
 struct econn {
     int fd;
+    struct ssl_st *ssl; /* NULL: plain */
     uint64_t id;
     uint64_t tx_seq; /* next message to send */
     struct rx rx;    /* next reply expected; in flight = tx_seq - rx.seq */
@@ -46,6 +48,8 @@ static void econn_kill(struct eworker *w, struct econn *c)
     if (!c->dead) {
         c->dead = true;
         w->errors++;
+        tls_close_notify(c->ssl);
+        c->ssl = NULL;
         close(c->fd);
         c->fd = -1;
     }
@@ -87,7 +91,7 @@ static void econn_send(struct eworker *w, struct econn *c, int m, uint64_t now)
         c->txq_len += n;
         return; /* EPOLLOUT is on and will drain it in order */
     }
-    ssize_t wr = write(c->fd, dst, n);
+    ssize_t wr = io_write(c->ssl, c->fd, dst, n);
     if (wr < 0) {
         if (errno != EAGAIN && errno != EINTR) {
             report_error("write conn %" PRIu64 ": %s", c->id, strerror(errno));
@@ -113,7 +117,7 @@ static void econn_send(struct eworker *w, struct econn *c, int m, uint64_t now)
 
 static void econn_flush(struct eworker *w, struct econn *c)
 {
-    ssize_t wr = write(c->fd, c->txq + c->txq_off, c->txq_len - c->txq_off);
+    ssize_t wr = io_write(c->ssl, c->fd, c->txq + c->txq_off, c->txq_len - c->txq_off);
     if (wr < 0) {
         if (errno != EAGAIN && errno != EINTR) {
             report_error("write conn %" PRIu64 ": %s", c->id, strerror(errno));
@@ -136,7 +140,7 @@ static void econn_read(struct eworker *w, struct econn *c, bool sending)
 {
     size_t total = 0;
     for (;;) {
-        ssize_t n = read(c->fd, w->rbuf, sizeof(w->rbuf));
+        ssize_t n = io_read(c->ssl, c->fd, w->rbuf, sizeof(w->rbuf));
         if (n <= 0) {
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
                 return;
@@ -179,7 +183,8 @@ static void econn_read(struct eworker *w, struct econn *c, bool sending)
             }
         }
         total += (size_t)n;
-        if ((size_t)n < sizeof(w->rbuf) || total >= READ_BUDGET) {
+        /* TLS returns a record per read: go on while it holds more. */
+        if (((size_t)n < sizeof(w->rbuf) && !io_pending(c->ssl)) || total >= READ_BUDGET) {
             return;
         }
     }
@@ -258,12 +263,21 @@ int run_echo(void)
     int *fds = calloc((size_t)opt.conns, sizeof(int));
     struct eworker *ws = calloc((size_t)opt.threads, sizeof(*ws));
     struct econn *conns = calloc((size_t)opt.conns, sizeof(*conns));
+    struct ssl_st **ssls = calloc((size_t)opt.conns, sizeof(*ssls));
     uint64_t *sent = calloc((size_t)opt.conns * (size_t)opt.pipeline, sizeof(uint64_t));
-    if (fds == NULL || ws == NULL || conns == NULL || sent == NULL) {
+    if (fds == NULL || ws == NULL || conns == NULL || sent == NULL || ssls == NULL) {
         fprintf(stderr, "troupe-load: out of memory\n");
         return 1;
     }
     int connected = connect_many(fds, opt.conns, 0);
+    if (opt.tls && connected > 0) {
+        int done = tls_handshake_all(fds, ssls, opt.conns);
+        if (done < connected) {
+            fprintf(stderr, "troupe-load: %d of %d TLS handshakes failed\n", connected - done,
+                    connected);
+        }
+        connected = done;
+    }
     if (connected == 0) {
         return 1;
     }
@@ -287,6 +301,7 @@ int run_echo(void)
         struct eworker *w = &ws[i % opt.threads];
         struct econn *c = &w->conns[w->n++];
         c->fd = fds[i];
+        c->ssl = ssls[i];
         c->id = (uint64_t)i;
         c->sent = sent + (size_t)i * (size_t)opt.pipeline;
     }
@@ -322,6 +337,7 @@ int run_echo(void)
     double cpu = cpu_seconds() - cpu0;
     for (int i = 0; i < opt.conns; i++) {
         if (!conns[i].dead && conns[i].fd > 0) {
+            tls_close_notify(conns[i].ssl);
             close(conns[i].fd);
         }
         free(conns[i].txq);
@@ -337,10 +353,10 @@ int run_echo(void)
     }
     double rps = (double)done / window;
     double mbps = rps * (double)frame_wire() / 1e6;
-    printf("echo: %d conns, %zu-byte messages (%zu on the wire, codec %s), pipeline %d, "
+    printf("echo: %d %sconns, %zu-byte messages (%zu on the wire, codec %s), pipeline %d, "
            "%d thread(s), %.1f s\n",
-           connected, opt.size, frame_wire(), codec_names[opt.codec], opt.pipeline, opt.threads,
-           opt.duration_s);
+           connected, opt.tls ? "TLS 1.3 " : "", opt.size, frame_wire(), codec_names[opt.codec],
+           opt.pipeline, opt.threads, opt.duration_s);
     printf("  requests  %" PRIu64 " in the window (%" PRIu64 " in all), %.0f req/s, %.2f MB/s "
            "echoed\n",
            done, done_total, rps, mbps);
@@ -349,15 +365,17 @@ int run_echo(void)
            (double)h->max / 1000.0);
     printf("  loader    %.0f%% CPU, %.1f%% of the time waiting for a CPU; errors %" PRIu64 "\n",
            100.0 * cpu / wall, 100.0 * (double)runq / 1e9 / wall, errors);
-    printf("RESULT mode=echo conns=%d size=%zu pipeline=%d codec=%s threads=%d duration_s=%.1f "
-           "requests=%" PRIu64 " total_requests=%" PRIu64 " req_per_s=%.0f mb_per_s=%.2f "
-           "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f loader_cpu_pct=%.0f "
-           "loader_cpu_s=%.2f loader_wait_pct=%.1f errors=%" PRIu64 "\n",
-           connected, opt.size, opt.pipeline, codec_names[opt.codec], opt.threads, window, done,
-           done_total, rps, mbps, hist_quantile_us(h, 0.50), hist_quantile_us(h, 0.99),
-           hist_quantile_us(h, 0.999), (double)h->max / 1000.0, 100.0 * cpu / wall, cpu_seconds(),
-           100.0 * (double)runq / 1e9 / wall, errors);
+    printf(
+        "RESULT mode=echo tls=%d conns=%d size=%zu pipeline=%d codec=%s threads=%d duration_s=%.1f "
+        "requests=%" PRIu64 " total_requests=%" PRIu64 " req_per_s=%.0f mb_per_s=%.2f "
+        "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f loader_cpu_pct=%.0f "
+        "loader_cpu_s=%.2f loader_wait_pct=%.1f errors=%" PRIu64 "\n",
+        opt.tls, connected, opt.size, opt.pipeline, codec_names[opt.codec], opt.threads, window,
+        done, done_total, rps, mbps, hist_quantile_us(h, 0.50), hist_quantile_us(h, 0.99),
+        hist_quantile_us(h, 0.999), (double)h->max / 1000.0, 100.0 * cpu / wall, cpu_seconds(),
+        100.0 * (double)runq / 1e9 / wall, errors);
     free(h);
+    free(ssls);
     free(sent);
     free(conns);
     free(ws);

@@ -35,6 +35,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "ref_common.h"
+
 enum codec { CODEC_RAW, CODEC_LINE, CODEC_LENGTH };
 
 #define READ_BUF (64 * 1024)
@@ -78,72 +80,6 @@ static void usage(FILE *f)
                "  default --listen 127.0.0.1:0 --codec raw; prints 'listening on HOST:PORT'\n");
 }
 
-/* Splits "host:port" or "[v6]:port" and resolves it numerically or by name. */
-static int parse_addr(const char *spec, struct sockaddr_storage *ss, socklen_t *len)
-{
-    char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (colon == NULL || colon == spec || (size_t)(colon - spec) >= sizeof(host)) {
-        return -1;
-    }
-    size_t hl = (size_t)(colon - spec);
-    memcpy(host, spec, hl);
-    host[hl] = '\0';
-    if (host[0] == '[' && hl >= 2 && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(host, colon + 1, &hints, &res) != 0 || res == NULL) {
-        return -1;
-    }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    *len = res->ai_addrlen;
-    freeaddrinfo(res);
-    return 0;
-}
-
-static int open_listener(const struct sockaddr *sa, socklen_t len)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, sa, len) < 0 || listen(fd, SOMAXCONN) < 0) {
-        int err = -errno;
-        close(fd);
-        return err;
-    }
-    return fd;
-}
-
-static void print_bound(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-            port = ntohs(s6->sin6_port);
-            printf("listening on [%s]:%u\n", host, port);
-            fflush(stdout);
-            return;
-        }
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-        port = ntohs(s4->sin_port);
-    }
-    printf("listening on %s:%u\n", host, port);
-    fflush(stdout);
-}
-
 static void conn_free(struct conn *c)
 {
     close(c->fd); /* also removes it from the epoll set */
@@ -162,15 +98,7 @@ static void conn_free(struct conn *c)
 
 static int set_events(struct conn *c, uint32_t events)
 {
-    if (c->events == events) {
-        return 0;
-    }
-    struct epoll_event ev = {.events = events, .data.ptr = c};
-    if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
-        return -1;
-    }
-    c->events = events;
-    return 0;
+    return ref_set_events(epfd, c->fd, c, &c->events, events);
 }
 
 /* Returns how many leading bytes of data[0..n) are complete frames (all of
@@ -440,21 +368,10 @@ int main(int argc, char **argv)
         }
     }
 
-    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: wakes epoll_wait */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    ref_on_signals(on_signal);
 
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    if (parse_addr(listen_spec, &ss, &sslen) < 0) {
-        fprintf(stderr, "ref-echo: bad --listen address '%s'\n", listen_spec);
-        return 2;
-    }
-    int lfd = open_listener((struct sockaddr *)&ss, sslen);
+    int lfd = ref_open("ref-echo", listen_spec, SOCK_STREAM);
     if (lfd < 0) {
-        fprintf(stderr, "ref-echo: listen on %s: %s\n", listen_spec, strerror(-lfd));
         return 1;
     }
     epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -463,7 +380,7 @@ int main(int argc, char **argv)
         perror("ref-echo: epoll");
         return 1;
     }
-    print_bound(lfd);
+    ref_print_bound(lfd, "listening on");
 
     struct epoll_event evs[MAX_EVENTS];
     while (!stop_requested) {

@@ -51,6 +51,9 @@ QUIET_WAIT=${QUIET_WAIT:-0}
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+BENCH_NAME=run-echo.sh
+# shellcheck source=test/bench/bench-lib.sh
+. "$here/bench-lib.sh"
 if [[ -z ${BENCH_BIN_DIR:-} ]]; then
     for d in "$repo/build/test/bench" "$repo"/build*/test/bench; do
         if [[ -x $d/ref-echo && -x $d/troupe-load ]]; then
@@ -91,45 +94,12 @@ start_server() {
     fi
     taskset -c "$SERVER_CPU" "${cmd[@]}" --listen 127.0.0.1:0 --codec "$CODEC" >"$log" 2>&1 &
     server_pid=$!
-    server_addr=
-    local i
-    for ((i = 0; i < 100; i++)); do
-        server_addr=$(sed -n 's/.*listening on \([^ ]*\).*/\1/p' "$log" | head -n 1)
-        [[ -n $server_addr ]] && return 0
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            break
-        fi
-        sleep 0.1
-    done
-    echo "run-echo.sh: $which server did not print 'listening on HOST:PORT'; its output:" >&2
-    cat "$log" >&2
-    exit 1
-}
-
-stop_server() {
-    local i
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$server_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$server_pid" 2>/dev/null; then
-        echo "run-echo.sh: server $server_pid ignored SIGTERM for 10 s; killing it" >&2
-        kill -KILL "$server_pid" 2>/dev/null || true
-    fi
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
+    server_wait_addr "$log" 's/.*listening on \([^ ]*\).*/\1/p' "$which"
 }
 
 # Machine-wide CPU ticks summed over all CPUs (/proc/stat): "busy total".
 machine_ticks() {
     awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat
-}
-
-# Nanoseconds the process's threads have waited on a run queue (schedstat
-# field 2): time the server could have run but something else had its CPU.
-runq_wait_ns() {
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $2 } END { printf "%.0f", s }'
 }
 
 # wait_quiet: waits up to QUIET_WAIT seconds for a second under 15% busy.
@@ -147,24 +117,6 @@ wait_quiet() {
     if ((QUIET_WAIT > 0)); then
         echo "run-echo.sh: machine still busy after ${QUIET_WAIT}s; going on" >&2
     fi
-}
-
-# CPU ticks (user + system) the process has used.
-cpu_ticks() {
-    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
-
-# field NAME LINE: the value of NAME=... in a RESULT line.
-field() {
-    tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
-}
-
-median() {
-    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
-ratio() {
-    awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'
 }
 
 # run_echo ref|troupe SIZE CONNS ROUND: one load run; sets out_rps, out_p99 (us),
