@@ -41,18 +41,10 @@ void tr_client_config_defaults(tr_client_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->connect_timeout_ms = 5000;
-    cfg->linger_ms = 5000;
-    cfg->max_frame_bytes = 1u << 20;
-    cfg->send_queue_bytes = 4u << 20;
-    cfg->high_watermark = 1u << 20;
-    cfg->low_watermark = 256u << 10;
-    cfg->send_overflow = TR_OVERFLOW_REFUSE;
-    cfg->nodelay = true;
-    cfg->keepalive = true;
-    cfg->keepalive_idle_s = KEEPALIVE_IDLE_S;
+    tr__conn_settings_defaults(&cfg->conn);
+    cfg->conn.keepalive_idle_s = KEEPALIVE_IDLE_S;
     cfg->backoff_min_ms = 100;
     cfg->backoff_max_ms = 30000;
-    cfg->tls_handshake_timeout_ms = 10000;
     cfg->resolve_timeout_ms = 5000;
 }
 
@@ -61,7 +53,7 @@ static int dial(tr_conn *c);
 static void report_dial(client *cl, int err)
 {
     if (cl->cfg.on_dial != NULL) {
-        cl->cfg.on_dial(cl->c->id, err, cl->cfg.user);
+        cl->cfg.on_dial(cl->c->id, err, cl->cfg.conn.user);
     }
 }
 
@@ -125,7 +117,7 @@ static void dial_failed(client *cl, int err)
 static void connected(client *cl)
 {
     ev_timer_stop(cl->c->nw->loop, &cl->timer);
-    if (cl->ccfg->tls != NULL) {
+    if (cl->ccfg->conn.tls != NULL) {
         tr__conn_start(cl->c); /* handshake_done reports the dial */
         return;
     }
@@ -219,7 +211,7 @@ static int try_address(client *cl, unsigned i)
         tr__sock_tune(fd, cl->ccfg);
     }
     tr__conn_watch_connect(c, fd);
-    if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.user) < 0) {
+    if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.conn.user) < 0) {
         tr__conn_unwatch_connect(c);
         return TR_EINVAL;
     }
@@ -367,7 +359,7 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
         free(cl);
         return TR_ENOMEM;
     }
-    TR__CONN_CFG_COPY(cc, cfg);
+    tr__conn_cfg_copy(cc, &cfg->conn);
     cc->on_gone = on_gone;
     cc->on_free = on_free;
     cc->connect_done = connect_done;
@@ -377,12 +369,12 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
     default_server_name(cfg->connect, name, sizeof(name));
     int rc = tr__conn_cfg_check(cc);
     if (rc == 0) {
-        rc = tr__conn_cfg_set_tls(cc, cfg->tls, false,
+        rc = tr__conn_cfg_set_tls(cc, cfg->conn.tls, false,
                                   cfg->tls_server_name != NULL ? cfg->tls_server_name : name);
     }
-    if (rc == 0 && (cfg->handler == NULL || cfg->backoff_min_ms == 0 ||
+    if (rc == 0 && (cfg->conn.handler == NULL || cfg->backoff_min_ms == 0 ||
                     cfg->backoff_max_ms < cfg->backoff_min_ms || cfg->resolve_timeout_ms == 0)) {
-        rc = cfg->handler == NULL ? TR_ENOHANDLER : TR_EINVAL;
+        rc = cfg->conn.handler == NULL ? TR_ENOHANDLER : TR_EINVAL;
     }
     if (rc == 0) {
         rc = client_address(cl, cfg->connect);

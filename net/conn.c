@@ -133,21 +133,21 @@ void tr__conn_rearm(tr_conn *c)
         return;
     }
     if (c->flags & F_HANDSHAKE) {
-        CONSIDER(c->last_io + c->cfg->handshake_timeout_ms / 1000.0);
+        CONSIDER(c->last_io + c->cfg->conn.tls_handshake_timeout_ms / 1000.0);
     }
     if (c->flags & F_LINGER) {
         CONSIDER(c->linger_until);
     } else if ((c->flags & F_CLOSING) && c->out.bytes > 0) {
-        CONSIDER(c->last_progress + c->cfg->linger_ms / 1000.0); /* see on_timer */
+        CONSIDER(c->last_progress + c->cfg->conn.linger_ms / 1000.0); /* see on_timer */
     }
     if ((c->flags & F_HPAUSE) && c->retry_at != 0) {
         CONSIDER(c->retry_at);
     }
-    if (c->cfg->idle_timeout_ms && !(c->flags & F_CLOSING) && (c->flags & F_CONNECTED)) {
-        CONSIDER(c->last_io + c->cfg->idle_timeout_ms / 1000.0);
+    if (c->cfg->conn.idle_timeout_ms && !(c->flags & F_CLOSING) && (c->flags & F_CONNECTED)) {
+        CONSIDER(c->last_io + c->cfg->conn.idle_timeout_ms / 1000.0);
     }
-    if (c->cfg->write_timeout_ms && c->out.bytes > 0) {
-        CONSIDER(c->last_progress + c->cfg->write_timeout_ms / 1000.0);
+    if (c->cfg->conn.write_timeout_ms && c->out.bytes > 0) {
+        CONSIDER(c->last_progress + c->cfg->conn.write_timeout_ms / 1000.0);
     }
 #undef CONSIDER
     ev_timer_stop(c->nw->loop, &c->tmo);
@@ -161,9 +161,9 @@ void tr__conn_rearm(tr_conn *c)
 /* Counts the error, asks the policy, and says what to do. */
 tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err)
 {
-    tr_error_action act = c->cfg->policy[cls];
-    if (c->cfg->handler != NULL && c->cfg->handler->on_error != NULL) {
-        act = c->cfg->handler->on_error(c, cls, err, c->cfg->user);
+    tr_error_action act = c->cfg->conn.policy[cls];
+    if (c->cfg->conn.handler != NULL && c->cfg->conn.handler->on_error != NULL) {
+        act = c->cfg->conn.handler->on_error(c, cls, err, c->cfg->conn.user);
     }
     if (cls == TR_ERR_PEER_RESET || cls == TR_ERR_READ || cls == TR_ERR_WRITE || cls == TR_ERR_TLS) {
         act = TR_DISCONNECT; /* the socket is unusable */
@@ -175,7 +175,7 @@ tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err)
         TR__STAT_ADD(c->st, disconnects, 1);
     }
     if (c->cfg->observer != NULL && c->cfg->observer->on_error != NULL) {
-        c->cfg->observer->on_error(c, cls, err, act, c->cfg->user);
+        c->cfg->observer->on_error(c, cls, err, act, c->cfg->conn.user);
     }
     tr_log(TR_LOG_DEBUG, "event=tr__conn_error conn=%llu class=%s err=%d action=%s",
            (unsigned long long)c->id.bits, tr_error_class_name(cls), err,
@@ -219,8 +219,8 @@ void tr__conn_drain(tr_conn *c)
                 return;
             }
         }
-    } else if (c->cfg->handler->on_shutdown != NULL) {
-        c->cfg->handler->on_shutdown(c, c->cfg->user);
+    } else if (c->cfg->conn.handler->on_shutdown != NULL) {
+        c->cfg->conn.handler->on_shutdown(c, c->cfg->conn.user);
     }
     tr__conn_begin_close(c, 0);
 }
@@ -273,11 +273,11 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
     if (c->flags & F_OPEN) {
         if (tr__conn_has_handler_actor(c)) {
             tr__conn_post_event(c, TR_MSG_CONN_CLOSED, reason);
-        } else if (c->cfg->handler->on_close != NULL) {
-            c->cfg->handler->on_close(c, reason, c->cfg->user);
+        } else if (c->cfg->conn.handler->on_close != NULL) {
+            c->cfg->conn.handler->on_close(c, reason, c->cfg->conn.user);
         }
         if (c->cfg->observer != NULL && c->cfg->observer->on_close != NULL) {
-            c->cfg->observer->on_close(c, reason, c->cfg->user);
+            c->cfg->observer->on_close(c, reason, c->cfg->conn.user);
         }
     }
     TR__STAT_ADD(c->st, closed, 1);
@@ -385,12 +385,12 @@ static void bind_watchers(tr_conn *c)
 
 void tr__conn_start(tr_conn *c)
 {
-    if (c->cfg->tls == NULL || c->nw == NULL) {
+    if (c->cfg->conn.tls == NULL || c->nw == NULL) {
         tr__conn_open(c);
         return;
     }
     tr__conn_ctx x = tr__conn_enter(c);
-    int rc = tr__tls_attach(c, c->cfg->tls, c->cfg->server_name);
+    int rc = tr__tls_attach(c, c->cfg->conn.tls, c->cfg->server_name);
     if (rc < 0) {
         handshake_failed(c, rc);
         tr__conn_leave(x);
@@ -412,7 +412,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     tr_conn *c = (tr_conn *)((char *)w - offsetof(tr_conn, tmo));
     tr__conn_ctx x = tr__conn_enter(c);
     ev_tstamp now = ev_now(loop);
-    if ((c->flags & F_HANDSHAKE) && now >= c->last_io + c->cfg->handshake_timeout_ms / 1000.0) {
+    if ((c->flags & F_HANDSHAKE) &&
+        now >= c->last_io + c->cfg->conn.tls_handshake_timeout_ms / 1000.0) {
         handshake_failed(c, TR_ETIMEDOUT);
         tr__conn_leave(x);
         return;
@@ -423,7 +424,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if ((c->flags & F_CLOSING) && !(c->flags & F_LINGER) && c->out.bytes > 0 &&
-        now - c->last_progress >= c->cfg->linger_ms / 1000.0) {
+        now - c->last_progress >= c->cfg->conn.linger_ms / 1000.0) {
         /* A graceful close whose flush made no progress for linger_ms: the
          * peer does not read, so the queue would never drain. Abort. */
         tr__conn_finish_close(c, c->close_reason ? c->close_reason : TR_ETIMEDOUT, true);
@@ -434,9 +435,9 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         c->flags &= ~F_HPAUSE;
         tr__conn_input(c, NULL, 0);
     }
-    if (c->cfg->idle_timeout_ms && (c->flags & F_CONNECTED) &&
+    if (c->cfg->conn.idle_timeout_ms && (c->flags & F_CONNECTED) &&
         !(c->flags & (F_CLOSING | F_CLOSED)) &&
-        now - c->last_io >= c->cfg->idle_timeout_ms / 1000.0) {
+        now - c->last_io >= c->cfg->conn.idle_timeout_ms / 1000.0) {
         TR__STAT_ADD(c->st, idle_timeouts, 1);
         if (tr__conn_error(c, TR_ERR_IDLE_TIMEOUT, TR_ETIMEDOUT) == TR_CONTINUE) {
             c->last_io = now;
@@ -444,8 +445,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             tr__conn_begin_close(c, TR_ETIMEDOUT);
         }
     }
-    if (c->cfg->write_timeout_ms && c->out.bytes > 0 && !(c->flags & F_CLOSED) &&
-        now - c->last_progress >= c->cfg->write_timeout_ms / 1000.0) {
+    if (c->cfg->conn.write_timeout_ms && c->out.bytes > 0 && !(c->flags & F_CLOSED) &&
+        now - c->last_progress >= c->cfg->conn.write_timeout_ms / 1000.0) {
         if (tr__conn_error(c, TR_ERR_WRITE_TIMEOUT, TR_ETIMEDOUT) == TR_CONTINUE) {
             c->last_progress = now;
         } else {
@@ -474,7 +475,7 @@ void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, tr__ne
     ev_init(&c->tmo, on_timer);
     /* Dropping the oldest frames needs frame-sized segments: a shared
      * block would drop the newest frame along with the old ones. */
-    c->out.whole_frames = cfg->overflow == TR_OVERFLOW_DROP_OLDEST;
+    c->out.whole_frames = cfg->conn.send_overflow == TR_OVERFLOW_DROP_OLDEST;
     /* Last, and published: a foreign sender (send_any) that sees cfg also
      * sees st and the rest set before it; before it, the actor has not
      * started (a client's id is handed out at once). */
@@ -492,12 +493,12 @@ void tr__conn_open(tr_conn *c)
     c->flags |= F_OPEN;
     int rc = 0;
     if (c->cfg->observer != NULL && c->cfg->observer->on_new != NULL) {
-        c->cfg->observer->on_new(c, c->cfg->user);
+        c->cfg->observer->on_new(c, c->cfg->conn.user);
     }
     if (tr__conn_has_handler_actor(c)) {
         tr__conn_post_event(c, TR_MSG_CONN_OPEN, 0);
-    } else if (c->cfg->handler->on_open != NULL) {
-        rc = c->cfg->handler->on_open(c, c->cfg->user);
+    } else if (c->cfg->conn.handler->on_open != NULL) {
+        rc = c->cfg->conn.handler->on_open(c, c->cfg->conn.user);
     }
     if (rc < 0) {
         TR__STAT_ADD(c->st, refused, 1);
@@ -680,15 +681,35 @@ int tr__conn_cfg_set_tls(tr__conn_cfg *cc, tr_tls *tls, bool server, const char 
     if (tls == NULL) {
         return 0;
     }
-    if (tr__tls_is_server(tls) != server || cc->handshake_timeout_ms == 0 ||
+    if (tr__tls_is_server(tls) != server || cc->conn.tls_handshake_timeout_ms == 0 ||
         (server_name != NULL && strlen(server_name) >= sizeof(cc->server_name))) {
         return TR_EINVAL;
     }
     tr__tls_retain(tls);
-    cc->tls = tls; /* released with the settings */
+    cc->conn.tls = tls; /* released with the settings */
     cc->tls_server = server;
     snprintf(cc->server_name, sizeof(cc->server_name), "%s", server_name ? server_name : "");
     return 0;
+}
+
+void tr__conn_settings_defaults(tr_conn_settings *set)
+{
+    memset(set, 0, sizeof(*set));
+    set->linger_ms = 5000;
+    set->tls_handshake_timeout_ms = 10000;
+    set->max_frame_bytes = 1u << 20;
+    set->send_queue_bytes = 4u << 20;
+    set->high_watermark = 1u << 20;
+    set->low_watermark = 256u << 10;
+    set->send_overflow = TR_OVERFLOW_REFUSE;
+    set->nodelay = true;
+    set->keepalive = true;
+}
+
+void tr__conn_cfg_copy(tr__conn_cfg *cc, const tr_conn_settings *set)
+{
+    cc->conn = *set;
+    cc->conn.tls = NULL; /* no reference yet: tr__conn_cfg_set_tls takes one */
 }
 
 tr__conn_cfg *tr__conn_cfg_new(void)
@@ -714,7 +735,7 @@ void tr__conn_cfg_release(const tr__conn_cfg *cfg)
         return;
     }
     if (tr__faa_sc_32((uint32_t *)&cfg->refs, UINT32_MAX) == 1) {
-        tr__tls_release(cfg->tls);
+        tr__tls_release(cfg->conn.tls);
         free(cfg->owned);
         free((tr__conn_cfg *)cfg);
     }
@@ -815,22 +836,23 @@ int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out)
 
 int tr__conn_cfg_check(const tr__conn_cfg *cfg)
 {
-    if (cfg->codec == NULL || cfg->codec->ops == NULL || cfg->codec->ops->decode == NULL) {
+    const tr_conn_settings *set = &cfg->conn;
+    if (set->codec == NULL || set->codec->ops == NULL || set->codec->ops->decode == NULL) {
         return TR_ENOCODEC;
     }
-    if (cfg->handler == NULL && tr_actor_id_is_none(cfg->handler_actor)) {
+    if (set->handler == NULL && tr_actor_id_is_none(cfg->handler_actor)) {
         return TR_ENOHANDLER;
     }
-    if (cfg->handler != NULL && cfg->handler->on_frame == NULL &&
+    if (set->handler != NULL && set->handler->on_frame == NULL &&
         tr_actor_id_is_none(cfg->handler_actor)) {
         return TR_ENOHANDLER;
     }
-    if (cfg->max_frame == 0 || cfg->queue_limit == 0 || cfg->low_wm > cfg->high_wm ||
-        cfg->high_wm > cfg->queue_limit) {
+    if (set->max_frame_bytes == 0 || set->send_queue_bytes == 0 ||
+        set->low_watermark > set->high_watermark || set->high_watermark > set->send_queue_bytes) {
         return TR_EINVAL;
     }
     for (int i = 0; i < TR_ERR__COUNT; i++) {
-        if (cfg->policy[i] != TR_DISCONNECT && cfg->policy[i] != TR_CONTINUE) {
+        if (set->policy[i] != TR_DISCONNECT && set->policy[i] != TR_CONTINUE) {
             return TR_EINVAL;
         }
     }

@@ -65,20 +65,10 @@ typedef struct tr__conn_cfg {
     uint32_t refs;          /* atomics */
     bool counted;           /* immutable: made by tr__conn_cfg_new */
     void *owned;
-    const tr_codec *codec;
-    const tr_handler *handler;
+    /* The server's or client's own settings; conn.tls holds a reference
+     * (tr__conn_cfg_set_tls). */
+    tr_conn_settings conn;
     tr_actor_id handler_actor;
-    void *user;
-    tr_error_action policy[TR_ERR__COUNT];
-    uint32_t idle_timeout_ms;
-    uint32_t write_timeout_ms;
-    uint32_t linger_ms;
-    size_t max_frame;
-    size_t queue_limit;
-    size_t high_wm, low_wm;
-    tr_overflow overflow;
-    bool nodelay, keepalive;
-    uint32_t ka_idle_s, ka_interval_s, ka_count; /* 0: the kernel's */
     const tr_server_observer *observer;
     tr__netstats *stats;    /* per worker, or NULL */
     /* Called once on the owning worker after the connection closed. */
@@ -90,39 +80,12 @@ typedef struct tr__conn_cfg {
     /* The transport new connections get (each connection then owns its
      * own: tr_conn.tp and tp_state). */
     const struct tr__transport *tp;
-    /* TLS over that transport (a reference held), or NULL. */
-    struct tr_tls *tls;
-    uint32_t handshake_timeout_ms;
     bool tls_server;
     char server_name[256];  /* client: SNI and the name verified ("" none) */
     /* Client: the TLS handshake ended (err 0: on_open follows; else the
      * transport is closed already and the hook decides what next). */
     void (*handshake_done)(tr_conn *c, int err);
 } tr__conn_cfg;
-
-/* Fills the settings a tr_server_config and a tr_client_config share (the
- * same field names in both) into a tr__conn_cfg. */
-#define TR__CONN_CFG_COPY(cc, cfg)                                                                 \
-    do {                                                                                           \
-        (cc)->codec = (cfg)->codec;                                                                \
-        (cc)->handler = (cfg)->handler;                                                            \
-        (cc)->user = (cfg)->user;                                                                  \
-        memcpy((cc)->policy, (cfg)->policy, sizeof((cc)->policy));                                 \
-        (cc)->idle_timeout_ms = (cfg)->idle_timeout_ms;                                            \
-        (cc)->write_timeout_ms = (cfg)->write_timeout_ms;                                          \
-        (cc)->linger_ms = (cfg)->linger_ms;                                                        \
-        (cc)->max_frame = (cfg)->max_frame_bytes;                                                  \
-        (cc)->queue_limit = (cfg)->send_queue_bytes;                                               \
-        (cc)->high_wm = (cfg)->high_watermark;                                                     \
-        (cc)->low_wm = (cfg)->low_watermark;                                                       \
-        (cc)->overflow = (cfg)->send_overflow;                                                     \
-        (cc)->nodelay = (cfg)->nodelay;                                                            \
-        (cc)->keepalive = (cfg)->keepalive;                                                        \
-        (cc)->ka_idle_s = (cfg)->keepalive_idle_s;                                                 \
-        (cc)->ka_interval_s = (cfg)->keepalive_interval_s;                                         \
-        (cc)->ka_count = (cfg)->keepalive_count;                                                   \
-        (cc)->handshake_timeout_ms = (cfg)->tls_handshake_timeout_ms;                              \
-    } while (0)
 
 /* A connection's transport: operations over the connection's own transport
  * state (c->fd, c->tp_state). TCP and Unix stream sockets share the fd
@@ -265,6 +228,15 @@ tr__conn_cfg *tr__conn_cfg_new(void);
 void tr__conn_cfg_retain(const tr__conn_cfg *cfg);
 /* Drops a reference; the last frees the block and cfg->owned. */
 void tr__conn_cfg_release(const tr__conn_cfg *cfg);
+
+/* Fills the defaults a server and a client share (linger, limits,
+ * watermarks, socket options, TLS handshake timeout); each side then sets
+ * its own (idle timeout, keep-alive idle). Any thread. */
+void tr__conn_settings_defaults(tr_conn_settings *set);
+
+/* Copies a server's or client's settings into cc, with no TLS context
+ * yet (tr__conn_cfg_set_tls puts one in, with its own reference). */
+void tr__conn_cfg_copy(tr__conn_cfg *cc, const tr_conn_settings *set);
 
 /* Puts a TLS context (or none: NULL) into the settings, with a reference
  * of its own. Returns 0, or TR_EINVAL (a client context for a server or

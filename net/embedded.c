@@ -96,11 +96,11 @@ tr_embedded *tr_embedded_new(const tr_server_config *cfg, int *err)
     tr__conn_cfg *cc = &e->ccfg;
     /* Timeouts and socket options are copied but never act here: an
      * embedded connection has no loop (conn.c skips timers when nw is NULL). */
-    TR__CONN_CFG_COPY(cc, cfg);
+    tr__conn_cfg_copy(cc, &cfg->conn);
     cc->on_gone = emb_gone;
     cc->tp = &emb_transport;
     int rc = tr__conn_cfg_check(cc);
-    if (rc == 0 && cfg->handler == NULL) {
+    if (rc == 0 && cfg->conn.handler == NULL) {
         rc = TR_ENOHANDLER;
     }
     if (rc < 0) {

@@ -99,17 +99,9 @@ void tr_server_config_defaults(tr_server_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->backlog = 1024;
-    cfg->idle_timeout_ms = 30000;
-    cfg->linger_ms = 5000;
-    cfg->tls_handshake_timeout_ms = 10000;
-    cfg->max_frame_bytes = 1u << 20;
-    cfg->send_queue_bytes = 4u << 20;
-    cfg->high_watermark = 1u << 20;
-    cfg->low_watermark = 256u << 10;
-    cfg->send_overflow = TR_OVERFLOW_REFUSE;
+    tr__conn_settings_defaults(&cfg->conn);
+    cfg->conn.idle_timeout_ms = 30000;
     cfg->admission = TR_ADMIT_CLOSE;
-    cfg->nodelay = true;
-    cfg->keepalive = true;
     cfg->accept_mode = TR_ACCEPT_REUSEPORT;
     cfg->listen_fd = -1;
     cfg->resolve_timeout_ms = 5000;
@@ -125,7 +117,7 @@ static void info(tr_server *s, const char *fmt, ...)
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     if (s->cfg.observer != NULL && s->cfg.observer->on_info != NULL) {
-        s->cfg.observer->on_info(line, s->cfg.user);
+        s->cfg.observer->on_info(line, s->cfg.conn.user);
     }
     tr_log(TR_LOG_INFO, "%s", line);
 }
@@ -240,7 +232,7 @@ static void admit(agent *ag, int fd, struct sockaddr_storage *peer, socklen_t pl
     if (!s->is_unix) {
         tr__sock_tune(fd, s->ccfg);
     }
-    if (s->cfg.on_socket != NULL && s->cfg.on_socket(fd, s->cfg.user) < 0) {
+    if (s->cfg.on_socket != NULL && s->cfg.on_socket(fd, s->cfg.conn.user) < 0) {
         goto refuse_counted;
     }
     unsigned w = ag->idx;
@@ -307,7 +299,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         TR__STAT_ADD(&s->stats[ag->idx], accept_errors, 1);
         if (s->cfg.observer != NULL && s->cfg.observer->on_server_error != NULL) {
-            s->cfg.observer->on_server_error(-err, s->cfg.user);
+            s->cfg.observer->on_server_error(-err, s->cfg.conn.user);
         }
         if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
             /* Out of fds: the listener stays readable, so watching it would
@@ -481,13 +473,13 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
     if (cc == NULL) {
         goto fail_free;
     }
-    TR__CONN_CFG_COPY(cc, cfg);
+    tr__conn_cfg_copy(cc, &cfg->conn);
     cc->handler_actor = cfg->handler_actor;
     cc->observer = cfg->observer;
     cc->on_gone = on_gone;
     cc->tp = &tr__tcp_transport;
     if ((rc = tr__conn_cfg_check(cc)) < 0 ||
-        (rc = tr__conn_cfg_set_tls(cc, cfg->tls, true, NULL)) < 0) {
+        (rc = tr__conn_cfg_set_tls(cc, cfg->conn.tls, true, NULL)) < 0) {
         goto fail_free;
     }
     if ((rc = server_address(s, cfg)) < 0) {

@@ -24,6 +24,7 @@
 
 #include "troupe/actor.h"
 #include "troupe/buf.h"
+#include "troupe/codec.h"
 #include "troupe/error.h"
 
 #ifdef __cplusplus
@@ -92,6 +93,45 @@ typedef struct tr_handler {
     /* An error happened; return what to do. NULL: use the policy table. */
     tr_error_action (*on_error)(tr_conn *c, tr_error_class cls, int err, void *user);
 } tr_handler;
+
+struct tr_tls;
+
+/* What every connection of one server or client shares: framing, handler,
+ * error policy, timeouts, limits, socket options and TLS. A member (`conn`)
+ * of tr_server_config and tr_client_config; tr_server_config_defaults and
+ * tr_client_config_defaults fill it with their side's defaults (they
+ * differ where noted). Copied when the server or client is made; the codec,
+ * handler and TLS context it points to must outlive it (a TLS context is
+ * retained). */
+typedef struct tr_conn_settings {
+    const tr_codec *codec;     /* required (TR_ENOCODEC) */
+    const tr_handler *handler; /* required (TR_ENOHANDLER) unless a server's handler_actor is */
+    void *user;                /* handed to every callback */
+    tr_error_action policy[TR_ERR__COUNT]; /* default all TR_DISCONNECT */
+    /* Nothing read or written for this long: TR_ERR_IDLE_TIMEOUT. Server
+     * default 30000, client default 0; 0 = off. */
+    uint32_t idle_timeout_ms;
+    uint32_t write_timeout_ms; /* queued output stuck this long; default 0 = off */
+    uint32_t linger_ms;        /* max wait for the peer's FIN after our half-close; default 5000 */
+    size_t max_frame_bytes;    /* default 1 MiB */
+    size_t send_queue_bytes;   /* per-connection send queue limit; default 4 MiB */
+    size_t high_watermark;     /* default 1 MiB: pause reading, on_writable(false) */
+    size_t low_watermark;      /* default 256 KiB: resume, on_writable(true) */
+    tr_overflow send_overflow; /* full queue: REFUSE (default), DROP_OLDEST, EXIT = disconnect */
+    bool nodelay;              /* TCP_NODELAY; default true (not for Unix sockets) */
+    bool keepalive;            /* SO_KEEPALIVE; default true (not for Unix sockets) */
+    /* Keep-alive timing, in seconds / probes; 0 keeps the kernel's (idle
+     * 7200 s, interval 75 s, 9 probes on Linux). Defaults: all 0 for a
+     * server; for a client idle 300 (the seed's 5 min), the others 0. */
+    uint32_t keepalive_idle_s, keepalive_interval_s, keepalive_count;
+    /* TLS (troupe/tls.h): a server context for a server, a client one for
+     * a client, or NULL for plain bytes. The server or client holds its
+     * own reference. A handshake must complete within
+     * tls_handshake_timeout_ms (default 10000) of the accept or connect,
+     * or the connection is closed (TR_ERR_TLS, TR_ETIMEDOUT). */
+    struct tr_tls *tls;
+    uint32_t tls_handshake_timeout_ms;
+} tr_conn_settings;
 
 /* Messages a handler actor receives (tr_msg_ref holds the tr_conn_id bits;
  * tr_msg_from is the connection actor). */
