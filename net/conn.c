@@ -626,22 +626,6 @@ static void conn_terminate(tr_actor *self, int reason)
     }
 }
 
-void tr__conn_watch_connect(tr_conn *c, int fd)
-{
-    c->fd = fd;
-    ev_io_set(&c->wio, fd, EV_WRITE);
-    ev_io_start(c->nw->loop, &c->wio);
-}
-
-void tr__conn_unwatch_connect(tr_conn *c)
-{
-    ev_io_stop(c->nw->loop, &c->wio);
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
-}
-
 void tr__conn_reset(tr_conn *c)
 {
     c->flags = 0;

@@ -206,10 +206,6 @@ void tr__conn_begin_close(tr_conn *c, int reason);
 void tr__conn_finish_close(tr_conn *c, int reason, bool abort);
 void tr__conn_eof(tr_conn *c);           /* the transport saw EOF */
 
-/* Client: watch fd for connect completion (cfg->connect_done fires). */
-void tr__conn_watch_connect(tr_conn *c, int fd);
-/* Client: stop watching a failed connect attempt and close its fd. */
-void tr__conn_unwatch_connect(tr_conn *c);
 /* Client: after a close, make the connection reusable for a redial. */
 void tr__conn_reset(tr_conn *c);
 /* Whether on_open ran / a drain was requested. */
