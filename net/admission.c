@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../runtime/atomic.h"
+#include "tcp.h"
 
 /* ---- per-source-IP counts ---- */
 

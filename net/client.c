@@ -18,6 +18,7 @@
 #include "conn.h"
 #include "netw.h"
 #include "resolve.h"
+#include "tcp.h"
 
 #define KEEPALIVE_IDLE_S 300
 

@@ -115,49 +115,6 @@ void tr__conn_update_reading(tr_conn *c)
     }
 }
 
-void tr__conn_rearm(tr_conn *c)
-{
-    if (c->nw == NULL) {
-        return;
-    }
-    ev_tstamp next = 0;
-#define CONSIDER(t)                                                                                \
-    do {                                                                                           \
-        ev_tstamp t_ = (t);                                                                        \
-        if (next == 0 || t_ < next) {                                                              \
-            next = t_;                                                                             \
-        }                                                                                          \
-    } while (0)
-    if (c->flags & F_CLOSED) {
-        ev_timer_stop(c->nw->loop, &c->tmo);
-        return;
-    }
-    if (c->flags & F_HANDSHAKE) {
-        CONSIDER(c->last_io + c->cfg->conn.tls_handshake_timeout_ms / 1000.0);
-    }
-    if (c->flags & F_LINGER) {
-        CONSIDER(c->linger_until);
-    } else if ((c->flags & F_CLOSING) && c->out.bytes > 0) {
-        CONSIDER(c->last_progress + c->cfg->conn.linger_ms / 1000.0); /* see on_timer */
-    }
-    if ((c->flags & F_HPAUSE) && c->retry_at != 0) {
-        CONSIDER(c->retry_at);
-    }
-    if (c->cfg->conn.idle_timeout_ms && !(c->flags & F_CLOSING) && (c->flags & F_CONNECTED)) {
-        CONSIDER(c->last_io + c->cfg->conn.idle_timeout_ms / 1000.0);
-    }
-    if (c->cfg->conn.write_timeout_ms && c->out.bytes > 0) {
-        CONSIDER(c->last_progress + c->cfg->conn.write_timeout_ms / 1000.0);
-    }
-#undef CONSIDER
-    ev_timer_stop(c->nw->loop, &c->tmo);
-    if (next != 0) {
-        ev_tstamp after = next - ev_now(c->nw->loop);
-        ev_timer_set(&c->tmo, after > 0 ? after : 0.0001, 0);
-        ev_timer_start(c->nw->loop, &c->tmo);
-    }
-}
-
 /* Counts the error, asks the policy, and says what to do. */
 tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err)
 {
@@ -335,7 +292,7 @@ int tr_conn_shutdown_write(tr_conn *c)
 
 /* ---- the transport's handshake (TLS) ---- */
 
-static void handshake_failed(tr_conn *c, int err)
+void tr__conn_handshake_failed(tr_conn *c, int err)
 {
     tr__conn_error(c, TR_ERR_TLS, err);
     c->flags &= ~F_HANDSHAKE;
@@ -364,7 +321,7 @@ void tr__conn_handshake(tr_conn *c)
         return;
     }
     if (r != -EAGAIN) {
-        handshake_failed(c, r);
+        tr__conn_handshake_failed(c, r);
         return;
     }
     /* Watch only the direction the handshake waits for. */
@@ -392,7 +349,7 @@ void tr__conn_start(tr_conn *c)
     tr__conn_ctx x = tr__conn_enter(c);
     int rc = tr__tls_attach(c, c->cfg->conn.tls, c->cfg->server_name);
     if (rc < 0) {
-        handshake_failed(c, rc);
+        tr__conn_handshake_failed(c, rc);
         tr__conn_leave(x);
         return;
     }
@@ -401,59 +358,6 @@ void tr__conn_start(tr_conn *c)
     c->last_io = tr__conn_now(c); /* the handshake's clock starts */
     tr__conn_rearm(c);
     tr__conn_handshake(c);
-    tr__conn_leave(x);
-}
-
-/* ---- timer ---- */
-
-static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    tr_conn *c = (tr_conn *)((char *)w - offsetof(tr_conn, tmo));
-    tr__conn_ctx x = tr__conn_enter(c);
-    ev_tstamp now = ev_now(loop);
-    if ((c->flags & F_HANDSHAKE) &&
-        now >= c->last_io + c->cfg->conn.tls_handshake_timeout_ms / 1000.0) {
-        handshake_failed(c, TR_ETIMEDOUT);
-        tr__conn_leave(x);
-        return;
-    }
-    if ((c->flags & F_LINGER) && now >= c->linger_until) {
-        tr__conn_finish_close(c, c->close_reason, false);
-        tr__conn_leave(x);
-        return;
-    }
-    if ((c->flags & F_CLOSING) && !(c->flags & F_LINGER) && c->out.bytes > 0 &&
-        now - c->last_progress >= c->cfg->conn.linger_ms / 1000.0) {
-        /* A graceful close whose flush made no progress for linger_ms: the
-         * peer does not read, so the queue would never drain. Abort. */
-        tr__conn_finish_close(c, c->close_reason ? c->close_reason : TR_ETIMEDOUT, true);
-        tr__conn_leave(x);
-        return;
-    }
-    if ((c->flags & F_HPAUSE) && c->retry_at != 0 && now >= c->retry_at) {
-        c->flags &= ~F_HPAUSE;
-        tr__conn_input(c, NULL, 0);
-    }
-    if (c->cfg->conn.idle_timeout_ms && (c->flags & F_CONNECTED) &&
-        !(c->flags & (F_CLOSING | F_CLOSED)) &&
-        now - c->last_io >= c->cfg->conn.idle_timeout_ms / 1000.0) {
-        TR__STAT_ADD(c->st, idle_timeouts, 1);
-        if (tr__conn_error(c, TR_ERR_IDLE_TIMEOUT, TR_ETIMEDOUT) == TR_CONTINUE) {
-            c->last_io = now;
-        } else {
-            tr__conn_begin_close(c, TR_ETIMEDOUT);
-        }
-    }
-    if (c->cfg->conn.write_timeout_ms && c->out.bytes > 0 && !(c->flags & F_CLOSED) &&
-        now - c->last_progress >= c->cfg->conn.write_timeout_ms / 1000.0) {
-        if (tr__conn_error(c, TR_ERR_WRITE_TIMEOUT, TR_ETIMEDOUT) == TR_CONTINUE) {
-            c->last_progress = now;
-        } else {
-            tr__conn_finish_close(c, TR_ETIMEDOUT, true);
-        }
-    }
-    tr__conn_rearm(c);
     tr__conn_leave(x);
 }
 
@@ -472,7 +376,7 @@ void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, tr__ne
     }
     ev_init(&c->rio, tr__conn_on_readable);
     ev_init(&c->wio, tr__conn_on_writable);
-    ev_init(&c->tmo, on_timer);
+    ev_init(&c->tmo, tr__conn_on_timer);
     /* Dropping the oldest frames needs frame-sized segments: a shared
      * block would drop the newest frame along with the old ones. */
     c->out.whole_frames = cfg->conn.send_overflow == TR_OVERFLOW_DROP_OLDEST;
@@ -660,71 +564,6 @@ static void conn_reclaim(void *extra)
     }
 }
 
-int tr__conn_cfg_set_tls(tr__conn_cfg *cc, tr_tls *tls, bool server, const char *server_name)
-{
-    if (tls == NULL) {
-        return 0;
-    }
-    if (tr__tls_is_server(tls) != server || cc->conn.tls_handshake_timeout_ms == 0 ||
-        (server_name != NULL && strlen(server_name) >= sizeof(cc->server_name))) {
-        return TR_EINVAL;
-    }
-    tr__tls_retain(tls);
-    cc->conn.tls = tls; /* released with the settings */
-    cc->tls_server = server;
-    snprintf(cc->server_name, sizeof(cc->server_name), "%s", server_name ? server_name : "");
-    return 0;
-}
-
-void tr__conn_settings_defaults(tr_conn_settings *set)
-{
-    memset(set, 0, sizeof(*set));
-    set->linger_ms = 5000;
-    set->tls_handshake_timeout_ms = 10000;
-    set->max_frame_bytes = 1u << 20;
-    set->send_queue_bytes = 4u << 20;
-    set->high_watermark = 1u << 20;
-    set->low_watermark = 256u << 10;
-    set->send_overflow = TR_OVERFLOW_REFUSE;
-    set->nodelay = true;
-    set->keepalive = true;
-}
-
-void tr__conn_cfg_copy(tr__conn_cfg *cc, const tr_conn_settings *set)
-{
-    cc->conn = *set;
-    cc->conn.tls = NULL; /* no reference yet: tr__conn_cfg_set_tls takes one */
-}
-
-tr__conn_cfg *tr__conn_cfg_new(void)
-{
-    tr__conn_cfg *cfg = calloc(1, sizeof(*cfg));
-    if (cfg != NULL) {
-        cfg->refs = 1;
-        cfg->counted = true;
-    }
-    return cfg;
-}
-
-void tr__conn_cfg_retain(const tr__conn_cfg *cfg)
-{
-    if (cfg->counted) {
-        tr__faa_sc_32((uint32_t *)&cfg->refs, 1);
-    }
-}
-
-void tr__conn_cfg_release(const tr__conn_cfg *cfg)
-{
-    if (cfg == NULL || !cfg->counted) {
-        return;
-    }
-    if (tr__faa_sc_32((uint32_t *)&cfg->refs, UINT32_MAX) == 1) {
-        tr__tls_release(cfg->conn.tls);
-        free(cfg->owned);
-        free((tr__conn_cfg *)cfg);
-    }
-}
-
 static const tr_behavior conn_behavior = {
     .name = "conn", .init = conn_init, .receive = conn_receive, .terminate = conn_terminate};
 
@@ -800,45 +639,4 @@ int tr_conn_local(const tr_conn *c, char *buf, size_t len)
         ss.ss_family = AF_UNSPEC;
     }
     return tr__addr_format((const struct sockaddr *)&ss, sl, buf, len);
-}
-
-int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out)
-{
-    struct ucred uc;
-    socklen_t ul = sizeof(uc);
-    if (c->fd < 0 || c->peer.ss_family != AF_UNIX) {
-        return TR_EINVAL;
-    }
-    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0) {
-        return -errno;
-    }
-    out->pid = (int32_t)uc.pid;
-    out->uid = (uint32_t)uc.uid;
-    out->gid = (uint32_t)uc.gid;
-    return 0;
-}
-
-int tr__conn_cfg_check(const tr__conn_cfg *cfg)
-{
-    const tr_conn_settings *set = &cfg->conn;
-    if (set->codec == NULL || set->codec->ops == NULL || set->codec->ops->decode == NULL) {
-        return TR_ENOCODEC;
-    }
-    if (set->handler == NULL && tr_actor_id_is_none(cfg->handler_actor)) {
-        return TR_ENOHANDLER;
-    }
-    if (set->handler != NULL && set->handler->on_frame == NULL &&
-        tr_actor_id_is_none(cfg->handler_actor)) {
-        return TR_ENOHANDLER;
-    }
-    if (set->max_frame_bytes == 0 || set->send_queue_bytes == 0 ||
-        set->low_watermark > set->high_watermark || set->high_watermark > set->send_queue_bytes) {
-        return TR_EINVAL;
-    }
-    for (int i = 0; i < TR_ERR__COUNT; i++) {
-        if (set->policy[i] != TR_DISCONNECT && set->policy[i] != TR_CONTINUE) {
-            return TR_EINVAL;
-        }
-    }
-    return 0;
 }

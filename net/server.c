@@ -26,6 +26,7 @@
 #include "adopt.h"
 #include "listener.h"
 #include "resolve.h"
+#include "tcp.h"
 
 void tr_server_config_defaults(tr_server_config *cfg)
 {

@@ -1,5 +1,5 @@
 /* The TCP transport (a backend is a whole file) and socket options. */
-#include "conn_impl.h"
+#include "tcp.h"
 
 #include <errno.h>
 #include <netinet/in.h>
