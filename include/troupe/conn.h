@@ -68,7 +68,8 @@ typedef enum tr_error_action {
  * handshake that fails or times out (err TR_ETLS / TR_ETIMEDOUT) reaches
  * on_error and the observer, and the connection never opens. */
 
-/* Name of an error class ("peer_reset", ...). Threads: any thread. */
+/* Name of an error class ("peer_reset", ...); never NULL ("unknown" for
+ * a value out of range). Threads: any thread. */
 TR_API const char *tr_error_class_name(tr_error_class cls);
 
 /* Connection callbacks. All run on the connection's worker, inside its
@@ -165,28 +166,35 @@ typedef struct tr_conn_stats {
 
 /* Encodes and queues one frame; it leaves before the worker next waits for
  * events. Returns 0, TR_EBUFFULL (queue over its limit and the overflow
- * policy refuses: nothing queued), TR_ECLOSED, or TR_EMSGSIZE. */
+ * policy refuses: nothing queued), TR_ECLOSED, TR_EMSGSIZE (over
+ * max_frame_bytes, or the codec refuses the length) or TR_ENOMEM.
+ * Threads: the connection's worker, in its callbacks. */
 TR_API int tr_conn_write(tr_conn *c, const void *data, size_t len);
 
-/* As tr_conn_write with a shared buffer (no copy); the same returns.
- * Takes b in every case. */
+/* As tr_conn_write with a shared buffer (no copy); the same returns, and
+ * TR_EINVAL if b is NULL. Takes b in every case. Threads: the connection's worker, in its
+ * callbacks. */
 TR_API int tr_conn_write_buf(tr_conn *c, tr_buf *b);
 
 /* Graceful close: stops reading frames, flushes the queue, half-closes,
  * waits (bounded) for the peer to close, then closes. on_close follows.
- * Returns 0 (also when already closing), or TR_ECLOSED once closed. */
+ * Returns 0 (also when already closing), or TR_ECLOSED once closed.
+ * Threads: the connection's worker, in its callbacks. */
 TR_API int tr_conn_close(tr_conn *c);
 
 /* Immediate close; unsent data is dropped and the peer sees a reset.
- * Returns 0, or TR_ECLOSED if already closed. */
+ * Returns 0, or TR_ECLOSED if already closed. Threads: the connection's
+ * worker, in its callbacks. */
 TR_API int tr_conn_abort(tr_conn *c);
 
 /* Half-close: after the queue is flushed, shut the write side (the peer
- * reads EOF); reading goes on. Returns 0, or TR_ECLOSED if closing. */
+ * reads EOF); reading goes on. Returns 0, or TR_ECLOSED if closing.
+ * Threads: the connection's worker, in its callbacks. */
 TR_API int tr_conn_shutdown_write(tr_conn *c);
 
 /* Closing or closed; the id (safe anywhere, forever); the user pointer;
- * the counters. They cannot fail. */
+ * the counters. They cannot fail. Threads: the connection's worker, in
+ * its callbacks. */
 TR_API bool tr_conn_is_closed(const tr_conn *c);
 TR_API tr_conn_id tr_conn_get_id(const tr_conn *c);
 TR_API void *tr_conn_user(const tr_conn *c);
@@ -196,7 +204,8 @@ TR_API void tr_conn_stats_get(const tr_conn *c, tr_conn_stats *out);
 /* Peer and local address as "host:port" ("[v6]:port" for IPv6;
  * "unix:/path", "unix:@name", or "unix:" for an unnamed Unix socket such as
  * a client's). Returns the length, or TR_EINVAL if buf is too small (64
- * bytes always do for IP; a Unix path may need 114). */
+ * bytes always do for IP; a Unix path may need 114). Threads: the
+ * connection's worker, in its callbacks. */
 TR_API int tr_conn_peer(const tr_conn *c, char *buf, size_t len);
 TR_API int tr_conn_local(const tr_conn *c, char *buf, size_t len);
 
@@ -209,7 +218,8 @@ typedef struct tr_peer_cred {
 } tr_peer_cred;
 
 /* Fills *out for a Unix stream connection. Returns 0, TR_EINVAL (not a
- * Unix socket, or closed) or a negated errno. */
+ * Unix socket, or closed) or a negated errno. Threads: the connection's
+ * worker, in its callbacks. */
 TR_API int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out);
 
 /* ---- by id ----
@@ -217,12 +227,13 @@ TR_API int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out);
 
 /* Queues a frame on the connection behind id (a copy of data). Never
  * blocks. Returns 0, TR_EBUFFULL (over the queue limit: the seed's
- * ErrBufferFull), TR_ECLOSED, TR_EMSGSIZE or TR_ENOMEM. */
+ * ErrBufferFull), TR_ECLOSED, TR_EMSGSIZE or TR_ENOMEM.
+ * Threads: any thread. */
 TR_API int tr_conn_send(tr_conn_id id, const void *data, size_t len);
 
 /* As tr_conn_send with a shared buffer: one buffer, many connections, no
  * copies; the same returns (TR_EINVAL if b is NULL). Takes b in every
- * case. */
+ * case. Threads: any thread. */
 TR_API int tr_conn_send_buf(tr_conn_id id, tr_buf *b);
 
 /* Waits up to timeout_ms for room, then sends (the seed's WriteTimeout /
@@ -234,11 +245,12 @@ TR_API int tr_conn_send_wait(tr_conn_id id, const void *data, size_t len, uint32
 
 /* Asks the connection to close gracefully / abort (tr_conn_close /
  * tr_conn_abort, run on its worker). Returns 0, TR_ECLOSED (gone) or
- * TR_ENOMEM. */
+ * TR_ENOMEM. Threads: any thread. */
 TR_API int tr_conn_close_id(tr_conn_id id);
 TR_API int tr_conn_abort_id(tr_conn_id id);
 
-/* True once the connection is closing or gone (a snapshot). */
+/* True once the connection is closing or gone (a snapshot); it cannot
+ * fail. Threads: any thread. */
 TR_API bool tr_conn_id_is_closed(tr_conn_id id);
 
 #ifdef __cplusplus
