@@ -81,7 +81,7 @@ struct tr_conn {
      * queue shrinks or the connection closes while someone waits. */
     uint32_t room_waiters;   /* any thread; atomics */
     uint32_t room_seq;       /* any thread; atomics */
-    uint32_t flags;          /* owner only: F_* in conn.c */
+    uint32_t flags;          /* owner only: F_* in conn_impl.h */
     tr_actor *actor;         /* NULL for an embedded connection */
     tr_conn_id id;
     const tr__conn_cfg *cfg;
@@ -146,7 +146,7 @@ typedef struct tr__conn_arg {
  * is copied. Returns as tr_spawn; on failure the fd is NOT closed. */
 int tr__conn_spawn(tr_runtime *rt, int worker, const tr__conn_arg *arg, tr_conn_id *out);
 
-/* Owner-side steps used by server.c / client.c / embedded.c. */
+/* Owner-side steps used by the actor itself, client.c and embedded.c. */
 void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, struct tr__netw *nw);
 void tr__conn_open(tr_conn *c);          /* fd connected: on_open, start reading */
 void tr__conn_start(tr_conn *c);         /* fd connected: TLS handshake if any, then open */
