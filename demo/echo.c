@@ -171,10 +171,10 @@ int main(int argc, char **argv)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = listen;
-    cfg.codec = codec;
-    cfg.handler = &echo_handler;
-    cfg.max_frame_bytes = max_frame;
-    cfg.idle_timeout_ms = idle_s > 0 ? (uint32_t)(idle_s * 1000) : 0;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &echo_handler;
+    cfg.conn.max_frame_bytes = max_frame;
+    cfg.conn.idle_timeout_ms = idle_s > 0 ? (uint32_t)(idle_s * 1000) : 0;
     cfg.accept_mode = mode;
     if (strcmp(listen, "systemd") == 0) {
         int n = tr_listen_fds();
@@ -197,7 +197,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "troupe-echo: tls: %s (%s)\n", why, tr_strerror(err));
             return 1;
         }
-        cfg.tls = tls;
+        cfg.conn.tls = tls;
     }
     tr_server *srv = tr_server_new(rt, &cfg, &err);
     if (srv == NULL || (err = tr_server_start(srv)) < 0) {

@@ -171,14 +171,14 @@ tr_bclient *tr_bclient_connect(tr_runtime *rt, const char *addr, const tr_codec 
     tr_client_config cfg;
     tr_client_config_defaults(&cfg);
     cfg.connect = addr;
-    cfg.codec = codec;
-    cfg.handler = &b->handler;
-    cfg.user = b;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &b->handler;
+    cfg.conn.user = b;
     cfg.on_dial = on_dial;
     cfg.connect_timeout_ms = timeout_ms;
     cfg.resolve_timeout_ms = timeout_ms > 0 ? timeout_ms : 1; /* the wait below bounds both */
     if (max_frame != 0) {
-        cfg.max_frame_bytes = max_frame;
+        cfg.conn.max_frame_bytes = max_frame;
     }
     int rc = tr_client_connect(rt, &cfg, &b->id);
     if (rc < 0) {

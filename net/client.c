@@ -1,16 +1,14 @@
-/* TCP client: a connection actor that dials out, with optional reconnect
+/* TCP and Unix stream clients (the dialer): a connection actor that dials
+ * out, trying each address of a name in turn, with optional reconnect
  * (capped exponential backoff with jitter; the connection keeps its id, and
- * sends made while it is down wait in its queue). Also the blocking
- * one-shot request/response helper, which needs no runtime. */
+ * sends made while it is down wait in its queue). The blocking one-shot
+ * exchange, which needs no runtime, is client_once.c. */
 #include "troupe/client.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <string.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "troupe/log.h"
@@ -20,6 +18,7 @@
 #include "conn.h"
 #include "netw.h"
 #include "resolve.h"
+#include "tcp.h"
 
 #define KEEPALIVE_IDLE_S 300
 
@@ -41,18 +40,10 @@ void tr_client_config_defaults(tr_client_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->connect_timeout_ms = 5000;
-    cfg->linger_ms = 5000;
-    cfg->max_frame_bytes = 1u << 20;
-    cfg->send_queue_bytes = 4u << 20;
-    cfg->high_watermark = 1u << 20;
-    cfg->low_watermark = 256u << 10;
-    cfg->send_overflow = TR_OVERFLOW_REFUSE;
-    cfg->nodelay = true;
-    cfg->keepalive = true;
-    cfg->keepalive_idle_s = KEEPALIVE_IDLE_S;
+    tr__conn_settings_defaults(&cfg->conn);
+    cfg->conn.keepalive_idle_s = KEEPALIVE_IDLE_S;
     cfg->backoff_min_ms = 100;
     cfg->backoff_max_ms = 30000;
-    cfg->tls_handshake_timeout_ms = 10000;
     cfg->resolve_timeout_ms = 5000;
 }
 
@@ -61,7 +52,7 @@ static int dial(tr_conn *c);
 static void report_dial(client *cl, int err)
 {
     if (cl->cfg.on_dial != NULL) {
-        cl->cfg.on_dial(cl->c->id, err, cl->cfg.user);
+        cl->cfg.on_dial(cl->c->id, err, cl->cfg.conn.user);
     }
 }
 
@@ -107,11 +98,30 @@ static bool schedule_redial(client *cl)
     return true;
 }
 
+/* Watches fd for the connect's completion: the connection's write
+ * watcher fires and the connect_done hook below runs. */
+static void watch_connect(tr_conn *c, int fd)
+{
+    c->fd = fd;
+    ev_io_set(&c->wio, fd, EV_WRITE);
+    ev_io_start(c->nw->loop, &c->wio);
+}
+
+/* Stops watching a failed connect attempt and closes its fd. */
+static void unwatch_connect(tr_conn *c)
+{
+    ev_io_stop(c->nw->loop, &c->wio);
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
 static void dial_failed(client *cl, int err)
 {
     tr_conn *c = cl->c;
     ev_timer_stop(c->nw->loop, &cl->timer);
-    tr__conn_unwatch_connect(c);
+    unwatch_connect(c);
     tr_log(TR_LOG_DEBUG, "event=dial_failed conn=%llu err=%d attempt=%u",
            (unsigned long long)c->id.bits, err, cl->attempts);
     report_dial(cl, err);
@@ -125,7 +135,7 @@ static void dial_failed(client *cl, int err)
 static void connected(client *cl)
 {
     ev_timer_stop(cl->c->nw->loop, &cl->timer);
-    if (cl->ccfg->tls != NULL) {
+    if (cl->ccfg->conn.tls != NULL) {
         tr__conn_start(cl->c); /* handshake_done reports the dial */
         return;
     }
@@ -169,7 +179,7 @@ static void try_next(client *cl, int err);
 static void address_failed(client *cl, int err)
 {
     ev_timer_stop(cl->c->nw->loop, &cl->timer);
-    tr__conn_unwatch_connect(cl->c);
+    unwatch_connect(cl->c);
     try_next(cl, err);
 }
 
@@ -218,9 +228,9 @@ static int try_address(client *cl, unsigned i)
     if (sa->ss_family != AF_UNIX) {
         tr__sock_tune(fd, cl->ccfg);
     }
-    tr__conn_watch_connect(c, fd);
-    if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.user) < 0) {
-        tr__conn_unwatch_connect(c);
+    watch_connect(c, fd);
+    if (cl->cfg.on_socket != NULL && cl->cfg.on_socket(fd, cl->cfg.conn.user) < 0) {
+        unwatch_connect(c);
         return TR_EINVAL;
     }
     if (connect(fd, (const struct sockaddr *)sa, cl->addrs.len[i]) == 0) {
@@ -229,7 +239,7 @@ static int try_address(client *cl, unsigned i)
     }
     if (errno != EINPROGRESS) {
         int err = -errno;
-        tr__conn_unwatch_connect(c);
+        unwatch_connect(c);
         return err;
     }
     ev_timer_set(&cl->timer, cl->cfg.connect_timeout_ms / 1000.0, 0);
@@ -367,7 +377,7 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
         free(cl);
         return TR_ENOMEM;
     }
-    TR__CONN_CFG_COPY(cc, cfg);
+    tr__conn_cfg_copy(cc, &cfg->conn);
     cc->on_gone = on_gone;
     cc->on_free = on_free;
     cc->connect_done = connect_done;
@@ -377,12 +387,12 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
     default_server_name(cfg->connect, name, sizeof(name));
     int rc = tr__conn_cfg_check(cc);
     if (rc == 0) {
-        rc = tr__conn_cfg_set_tls(cc, cfg->tls, false,
+        rc = tr__conn_cfg_set_tls(cc, cfg->conn.tls, false,
                                   cfg->tls_server_name != NULL ? cfg->tls_server_name : name);
     }
-    if (rc == 0 && (cfg->handler == NULL || cfg->backoff_min_ms == 0 ||
+    if (rc == 0 && (cfg->conn.handler == NULL || cfg->backoff_min_ms == 0 ||
                     cfg->backoff_max_ms < cfg->backoff_min_ms || cfg->resolve_timeout_ms == 0)) {
-        rc = cfg->handler == NULL ? TR_ENOHANDLER : TR_EINVAL;
+        rc = cfg->conn.handler == NULL ? TR_ENOHANDLER : TR_EINVAL;
     }
     if (rc == 0) {
         rc = client_address(cl, cfg->connect);
@@ -400,194 +410,5 @@ int tr_client_connect(tr_runtime *rt, const tr_client_config *cfg, tr_conn_id *o
         free(cl->host);
         free(cl);
     }
-    return rc;
-}
-
-/* ---- one-shot ---- */
-
-static int64_t ms_left(const struct timespec *deadline)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    /* Rounded up: a remainder under 1 ms is still time left, not a
-     * timeout before the deadline. */
-    int64_t ns = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000000000 +
-                 (int64_t)(deadline->tv_nsec - now.tv_nsec);
-    return ns <= 0 ? 0 : (ns + 999999) / 1000000;
-}
-
-static int wait_fd(int fd, short events, const struct timespec *deadline)
-{
-    for (;;) {
-        int64_t left = ms_left(deadline);
-        if (left <= 0) {
-            return TR_ETIMEDOUT;
-        }
-        struct pollfd p = {fd, events, 0};
-        int r = poll(&p, 1, (int)left);
-        if (r > 0) {
-            return 0;
-        }
-        if (r < 0 && errno != EINTR) {
-            return -errno;
-        }
-    }
-}
-
-static int once_exchange(int fd, const tr_codec *codec, const void *data, size_t len,
-                         size_t max_frame, const struct timespec *deadline, tr_buf **reply)
-{
-    unsigned char hdr[TR_CODEC_MAX_HEADER], trl[TR_CODEC_MAX_TRAILER];
-    size_t hl = 0, tl = 0;
-    if (codec->ops->encode != NULL) {
-        int rc = codec->ops->encode(codec, len, hdr, &hl, trl, &tl);
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    struct iovec iov[3] = {{hdr, hl}, {(void *)data, len}, {trl, tl}};
-    int n = 3, i = 0;
-    while (i < n) {
-        struct msghdr mh;
-        memset(&mh, 0, sizeof(mh));
-        mh.msg_iov = iov + i;
-        mh.msg_iovlen = (size_t)(n - i);
-        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL); /* no SIGPIPE */
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
-                int rc = wait_fd(fd, POLLOUT, deadline);
-                if (rc < 0) {
-                    return rc;
-                }
-                continue;
-            }
-            return -errno;
-        }
-        while (i < n && (size_t)w >= iov[i].iov_len) {
-            w -= (ssize_t)iov[i].iov_len;
-            i++;
-        }
-        if (i < n) {
-            iov[i].iov_base = (char *)iov[i].iov_base + w;
-            iov[i].iov_len -= (size_t)w;
-        }
-    }
-    size_t cap = 4096, have = 0;
-    unsigned char *buf = malloc(cap);
-    if (buf == NULL) {
-        return TR_ENOMEM;
-    }
-    tr_codec_state st;
-    memset(&st, 0, sizeof(st));
-    int rc;
-    for (;;) {
-        if (have > 0) {
-            tr_frame f;
-            ssize_t d = codec->ops->decode(codec, &st, buf, have, max_frame, &f);
-            if (d > 0) {
-                *reply = tr_buf_copy(f.data, f.len);
-                rc = *reply == NULL ? TR_ENOMEM : 0;
-                break;
-            }
-            if (d < 0) {
-                rc = (int)d;
-                break;
-            }
-        }
-        if (have == cap) {
-            if (cap > max_frame + 2 * TR_CODEC_MAX_HEADER + 4096) {
-                rc = TR_EMSGSIZE;
-                break;
-            }
-            unsigned char *nb = realloc(buf, cap * 2);
-            if (nb == NULL) {
-                rc = TR_ENOMEM;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + have, cap - have);
-        if (r > 0) {
-            have += (size_t)r;
-            continue;
-        }
-        if (r == 0) {
-            rc = TR_ECLOSED;
-            break;
-        }
-        if (errno == EAGAIN || errno == EINTR) {
-            rc = wait_fd(fd, POLLIN, deadline);
-            if (rc < 0) {
-                break;
-            }
-            continue;
-        }
-        rc = -errno;
-        break;
-    }
-    free(buf);
-    return rc;
-}
-
-/* A connected blocking socket to sa, or the error (the deadline passed:
- * TR_ETIMEDOUT). */
-static int once_connect(const struct sockaddr_storage *sa, socklen_t sl,
-                        const struct timespec *deadline)
-{
-    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    int rc = 0;
-    if (connect(fd, (const struct sockaddr *)sa, sl) < 0) {
-        rc = errno != EINPROGRESS ? -errno : wait_fd(fd, POLLOUT, deadline);
-        int err = 0;
-        socklen_t el = sizeof(err);
-        if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err != 0) {
-            rc = -err;
-        }
-    }
-    if (rc < 0) {
-        close(fd);
-        return rc;
-    }
-    return fd;
-}
-
-int tr_client_once(const char *addr, const tr_codec *codec, const void *data, size_t len,
-                   size_t max_frame, uint32_t timeout_ms, tr_buf **reply)
-{
-    if (tr__current_worker() != NULL) {
-        return TR_EDEADLK;
-    }
-    if (codec == NULL || codec->ops == NULL || codec->ops->decode == NULL) {
-        return TR_ENOCODEC;
-    }
-    if (reply == NULL || (data == NULL && len > 0) || max_frame == 0) {
-        return TR_EINVAL;
-    }
-    *reply = NULL;
-    struct timespec deadline;
-    tr__timespec_after_ms(&deadline, timeout_ms);
-    /* A host name resolves on a private c-ares channel within the same
-     * timeout; then each address in turn, until one connects. */
-    tr__addrs *as = malloc(sizeof(*as));
-    if (as == NULL) {
-        return TR_ENOMEM;
-    }
-    int rc = tr__resolve_addr_wait(addr, AF_UNSPEC, timeout_ms, as);
-    int fd = rc;
-    for (unsigned i = 0; rc == 0 && i < as->n; i++) {
-        if ((fd = once_connect(&as->a[i], as->len[i], &deadline)) >= 0) {
-            break;
-        }
-    }
-    free(as);
-    if (fd < 0) {
-        return fd;
-    }
-    rc = once_exchange(fd, codec, data, len, max_frame, &deadline, reply);
-    close(fd);
     return rc;
 }

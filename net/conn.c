@@ -115,55 +115,12 @@ void tr__conn_update_reading(tr_conn *c)
     }
 }
 
-void tr__conn_rearm(tr_conn *c)
-{
-    if (c->nw == NULL) {
-        return;
-    }
-    ev_tstamp next = 0;
-#define CONSIDER(t)                                                                                \
-    do {                                                                                           \
-        ev_tstamp t_ = (t);                                                                        \
-        if (next == 0 || t_ < next) {                                                              \
-            next = t_;                                                                             \
-        }                                                                                          \
-    } while (0)
-    if (c->flags & F_CLOSED) {
-        ev_timer_stop(c->nw->loop, &c->tmo);
-        return;
-    }
-    if (c->flags & F_HANDSHAKE) {
-        CONSIDER(c->last_io + c->cfg->handshake_timeout_ms / 1000.0);
-    }
-    if (c->flags & F_LINGER) {
-        CONSIDER(c->linger_until);
-    } else if ((c->flags & F_CLOSING) && c->out.bytes > 0) {
-        CONSIDER(c->last_progress + c->cfg->linger_ms / 1000.0); /* see on_timer */
-    }
-    if ((c->flags & F_HPAUSE) && c->retry_at != 0) {
-        CONSIDER(c->retry_at);
-    }
-    if (c->cfg->idle_timeout_ms && !(c->flags & F_CLOSING) && (c->flags & F_CONNECTED)) {
-        CONSIDER(c->last_io + c->cfg->idle_timeout_ms / 1000.0);
-    }
-    if (c->cfg->write_timeout_ms && c->out.bytes > 0) {
-        CONSIDER(c->last_progress + c->cfg->write_timeout_ms / 1000.0);
-    }
-#undef CONSIDER
-    ev_timer_stop(c->nw->loop, &c->tmo);
-    if (next != 0) {
-        ev_tstamp after = next - ev_now(c->nw->loop);
-        ev_timer_set(&c->tmo, after > 0 ? after : 0.0001, 0);
-        ev_timer_start(c->nw->loop, &c->tmo);
-    }
-}
-
 /* Counts the error, asks the policy, and says what to do. */
 tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err)
 {
-    tr_error_action act = c->cfg->policy[cls];
-    if (c->cfg->handler != NULL && c->cfg->handler->on_error != NULL) {
-        act = c->cfg->handler->on_error(c, cls, err, c->cfg->user);
+    tr_error_action act = c->cfg->conn.policy[cls];
+    if (c->cfg->conn.handler != NULL && c->cfg->conn.handler->on_error != NULL) {
+        act = c->cfg->conn.handler->on_error(c, cls, err, c->cfg->conn.user);
     }
     if (cls == TR_ERR_PEER_RESET || cls == TR_ERR_READ || cls == TR_ERR_WRITE || cls == TR_ERR_TLS) {
         act = TR_DISCONNECT; /* the socket is unusable */
@@ -175,7 +132,7 @@ tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err)
         TR__STAT_ADD(c->st, disconnects, 1);
     }
     if (c->cfg->observer != NULL && c->cfg->observer->on_error != NULL) {
-        c->cfg->observer->on_error(c, cls, err, act, c->cfg->user);
+        c->cfg->observer->on_error(c, cls, err, act, c->cfg->conn.user);
     }
     tr_log(TR_LOG_DEBUG, "event=tr__conn_error conn=%llu class=%s err=%d action=%s",
            (unsigned long long)c->id.bits, tr_error_class_name(cls), err,
@@ -219,8 +176,8 @@ void tr__conn_drain(tr_conn *c)
                 return;
             }
         }
-    } else if (c->cfg->handler->on_shutdown != NULL) {
-        c->cfg->handler->on_shutdown(c, c->cfg->user);
+    } else if (c->cfg->conn.handler->on_shutdown != NULL) {
+        c->cfg->conn.handler->on_shutdown(c, c->cfg->conn.user);
     }
     tr__conn_begin_close(c, 0);
 }
@@ -273,11 +230,11 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
     if (c->flags & F_OPEN) {
         if (tr__conn_has_handler_actor(c)) {
             tr__conn_post_event(c, TR_MSG_CONN_CLOSED, reason);
-        } else if (c->cfg->handler->on_close != NULL) {
-            c->cfg->handler->on_close(c, reason, c->cfg->user);
+        } else if (c->cfg->conn.handler->on_close != NULL) {
+            c->cfg->conn.handler->on_close(c, reason, c->cfg->conn.user);
         }
         if (c->cfg->observer != NULL && c->cfg->observer->on_close != NULL) {
-            c->cfg->observer->on_close(c, reason, c->cfg->user);
+            c->cfg->observer->on_close(c, reason, c->cfg->conn.user);
         }
     }
     TR__STAT_ADD(c->st, closed, 1);
@@ -335,7 +292,7 @@ int tr_conn_shutdown_write(tr_conn *c)
 
 /* ---- the transport's handshake (TLS) ---- */
 
-static void handshake_failed(tr_conn *c, int err)
+void tr__conn_handshake_failed(tr_conn *c, int err)
 {
     tr__conn_error(c, TR_ERR_TLS, err);
     c->flags &= ~F_HANDSHAKE;
@@ -364,7 +321,7 @@ void tr__conn_handshake(tr_conn *c)
         return;
     }
     if (r != -EAGAIN) {
-        handshake_failed(c, r);
+        tr__conn_handshake_failed(c, r);
         return;
     }
     /* Watch only the direction the handshake waits for. */
@@ -385,14 +342,14 @@ static void bind_watchers(tr_conn *c)
 
 void tr__conn_start(tr_conn *c)
 {
-    if (c->cfg->tls == NULL || c->nw == NULL) {
+    if (c->cfg->conn.tls == NULL || c->nw == NULL) {
         tr__conn_open(c);
         return;
     }
     tr__conn_ctx x = tr__conn_enter(c);
-    int rc = tr__tls_attach(c, c->cfg->tls, c->cfg->server_name);
+    int rc = tr__tls_attach(c, c->cfg->conn.tls, c->cfg->server_name);
     if (rc < 0) {
-        handshake_failed(c, rc);
+        tr__conn_handshake_failed(c, rc);
         tr__conn_leave(x);
         return;
     }
@@ -401,58 +358,6 @@ void tr__conn_start(tr_conn *c)
     c->last_io = tr__conn_now(c); /* the handshake's clock starts */
     tr__conn_rearm(c);
     tr__conn_handshake(c);
-    tr__conn_leave(x);
-}
-
-/* ---- timer ---- */
-
-static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    tr_conn *c = (tr_conn *)((char *)w - offsetof(tr_conn, tmo));
-    tr__conn_ctx x = tr__conn_enter(c);
-    ev_tstamp now = ev_now(loop);
-    if ((c->flags & F_HANDSHAKE) && now >= c->last_io + c->cfg->handshake_timeout_ms / 1000.0) {
-        handshake_failed(c, TR_ETIMEDOUT);
-        tr__conn_leave(x);
-        return;
-    }
-    if ((c->flags & F_LINGER) && now >= c->linger_until) {
-        tr__conn_finish_close(c, c->close_reason, false);
-        tr__conn_leave(x);
-        return;
-    }
-    if ((c->flags & F_CLOSING) && !(c->flags & F_LINGER) && c->out.bytes > 0 &&
-        now - c->last_progress >= c->cfg->linger_ms / 1000.0) {
-        /* A graceful close whose flush made no progress for linger_ms: the
-         * peer does not read, so the queue would never drain. Abort. */
-        tr__conn_finish_close(c, c->close_reason ? c->close_reason : TR_ETIMEDOUT, true);
-        tr__conn_leave(x);
-        return;
-    }
-    if ((c->flags & F_HPAUSE) && c->retry_at != 0 && now >= c->retry_at) {
-        c->flags &= ~F_HPAUSE;
-        tr__conn_input(c, NULL, 0);
-    }
-    if (c->cfg->idle_timeout_ms && (c->flags & F_CONNECTED) &&
-        !(c->flags & (F_CLOSING | F_CLOSED)) &&
-        now - c->last_io >= c->cfg->idle_timeout_ms / 1000.0) {
-        TR__STAT_ADD(c->st, idle_timeouts, 1);
-        if (tr__conn_error(c, TR_ERR_IDLE_TIMEOUT, TR_ETIMEDOUT) == TR_CONTINUE) {
-            c->last_io = now;
-        } else {
-            tr__conn_begin_close(c, TR_ETIMEDOUT);
-        }
-    }
-    if (c->cfg->write_timeout_ms && c->out.bytes > 0 && !(c->flags & F_CLOSED) &&
-        now - c->last_progress >= c->cfg->write_timeout_ms / 1000.0) {
-        if (tr__conn_error(c, TR_ERR_WRITE_TIMEOUT, TR_ETIMEDOUT) == TR_CONTINUE) {
-            c->last_progress = now;
-        } else {
-            tr__conn_finish_close(c, TR_ETIMEDOUT, true);
-        }
-    }
-    tr__conn_rearm(c);
     tr__conn_leave(x);
 }
 
@@ -471,10 +376,10 @@ void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, tr__ne
     }
     ev_init(&c->rio, tr__conn_on_readable);
     ev_init(&c->wio, tr__conn_on_writable);
-    ev_init(&c->tmo, on_timer);
+    ev_init(&c->tmo, tr__conn_on_timer);
     /* Dropping the oldest frames needs frame-sized segments: a shared
      * block would drop the newest frame along with the old ones. */
-    c->out.whole_frames = cfg->overflow == TR_OVERFLOW_DROP_OLDEST;
+    c->out.whole_frames = cfg->conn.send_overflow == TR_OVERFLOW_DROP_OLDEST;
     /* Last, and published: a foreign sender (send_any) that sees cfg also
      * sees st and the rest set before it; before it, the actor has not
      * started (a client's id is handed out at once). */
@@ -492,12 +397,12 @@ void tr__conn_open(tr_conn *c)
     c->flags |= F_OPEN;
     int rc = 0;
     if (c->cfg->observer != NULL && c->cfg->observer->on_new != NULL) {
-        c->cfg->observer->on_new(c, c->cfg->user);
+        c->cfg->observer->on_new(c, c->cfg->conn.user);
     }
     if (tr__conn_has_handler_actor(c)) {
         tr__conn_post_event(c, TR_MSG_CONN_OPEN, 0);
-    } else if (c->cfg->handler->on_open != NULL) {
-        rc = c->cfg->handler->on_open(c, c->cfg->user);
+    } else if (c->cfg->conn.handler->on_open != NULL) {
+        rc = c->cfg->conn.handler->on_open(c, c->cfg->conn.user);
     }
     if (rc < 0) {
         TR__STAT_ADD(c->st, refused, 1);
@@ -632,22 +537,6 @@ static void conn_terminate(tr_actor *self, int reason)
     }
 }
 
-void tr__conn_watch_connect(tr_conn *c, int fd)
-{
-    c->fd = fd;
-    ev_io_set(&c->wio, fd, EV_WRITE);
-    ev_io_start(c->nw->loop, &c->wio);
-}
-
-void tr__conn_unwatch_connect(tr_conn *c)
-{
-    ev_io_stop(c->nw->loop, &c->wio);
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
-}
-
 void tr__conn_reset(tr_conn *c)
 {
     c->flags = 0;
@@ -679,51 +568,6 @@ static void conn_reclaim(void *extra)
     tr_conn *c = extra;
     if (c->cfg != NULL) {
         tr__conn_cfg_release(c->cfg);
-    }
-}
-
-int tr__conn_cfg_set_tls(tr__conn_cfg *cc, tr_tls *tls, bool server, const char *server_name)
-{
-    if (tls == NULL) {
-        return 0;
-    }
-    if (tr__tls_is_server(tls) != server || cc->handshake_timeout_ms == 0 ||
-        (server_name != NULL && strlen(server_name) >= sizeof(cc->server_name))) {
-        return TR_EINVAL;
-    }
-    tr__tls_retain(tls);
-    cc->tls = tls; /* released with the settings */
-    cc->tls_server = server;
-    snprintf(cc->server_name, sizeof(cc->server_name), "%s", server_name ? server_name : "");
-    return 0;
-}
-
-tr__conn_cfg *tr__conn_cfg_new(void)
-{
-    tr__conn_cfg *cfg = calloc(1, sizeof(*cfg));
-    if (cfg != NULL) {
-        cfg->refs = 1;
-        cfg->counted = true;
-    }
-    return cfg;
-}
-
-void tr__conn_cfg_retain(const tr__conn_cfg *cfg)
-{
-    if (cfg->counted) {
-        tr__faa_sc_32((uint32_t *)&cfg->refs, 1);
-    }
-}
-
-void tr__conn_cfg_release(const tr__conn_cfg *cfg)
-{
-    if (cfg == NULL || !cfg->counted) {
-        return;
-    }
-    if (tr__faa_sc_32((uint32_t *)&cfg->refs, UINT32_MAX) == 1) {
-        tr__tls_release(cfg->tls);
-        free(cfg->owned);
-        free((tr__conn_cfg *)cfg);
     }
 }
 
@@ -802,44 +646,4 @@ int tr_conn_local(const tr_conn *c, char *buf, size_t len)
         ss.ss_family = AF_UNSPEC;
     }
     return tr__addr_format((const struct sockaddr *)&ss, sl, buf, len);
-}
-
-int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out)
-{
-    struct ucred uc;
-    socklen_t ul = sizeof(uc);
-    if (c->fd < 0 || c->peer.ss_family != AF_UNIX) {
-        return TR_EINVAL;
-    }
-    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0) {
-        return -errno;
-    }
-    out->pid = (int32_t)uc.pid;
-    out->uid = (uint32_t)uc.uid;
-    out->gid = (uint32_t)uc.gid;
-    return 0;
-}
-
-int tr__conn_cfg_check(const tr__conn_cfg *cfg)
-{
-    if (cfg->codec == NULL || cfg->codec->ops == NULL || cfg->codec->ops->decode == NULL) {
-        return TR_ENOCODEC;
-    }
-    if (cfg->handler == NULL && tr_actor_id_is_none(cfg->handler_actor)) {
-        return TR_ENOHANDLER;
-    }
-    if (cfg->handler != NULL && cfg->handler->on_frame == NULL &&
-        tr_actor_id_is_none(cfg->handler_actor)) {
-        return TR_ENOHANDLER;
-    }
-    if (cfg->max_frame == 0 || cfg->queue_limit == 0 || cfg->low_wm > cfg->high_wm ||
-        cfg->high_wm > cfg->queue_limit) {
-        return TR_EINVAL;
-    }
-    for (int i = 0; i < TR_ERR__COUNT; i++) {
-        if (cfg->policy[i] != TR_DISCONNECT && cfg->policy[i] != TR_CONTINUE) {
-            return TR_EINVAL;
-        }
-    }
-    return 0;
 }

@@ -34,95 +34,11 @@
 #include "troupe/conn.h"
 #include "troupe/server.h"
 #include "../runtime/atomic.h"
+#include "conn_settings.h"
 #include "outq.h"
 
 struct tr__netw;
 struct tr__conn_list;
-
-/* Per-worker server counters: written by the owning worker with relaxed
- * stores, summed by readers with relaxed loads. */
-typedef struct tr__netstats {
-    _Alignas(64) tr_server_stats s; /* one cache line set per worker */
-} tr__netstats;
-
-#define TR__STAT_ADD(st, field, n)                                                                 \
-    do {                                                                                           \
-        if ((st) != NULL) {                                                                        \
-            tr__stat_add_64((uint64_t *)&(st)->s.field, (n));                                      \
-        }                                                                                          \
-    } while (0)
-
-/* Settings shared by the connections of one server or client.
- *
- * Reference counted: the server or client record holds one reference and
- * every connection actor one more, dropped only when the actor record is
- * reclaimed (after the last pin), since a sender on any thread holding a
- * pin reads them (send_any) however late. The block in `owned` (a
- * server's per-worker counters, which connections also update) goes with
- * the last reference. Settings not made by tr__conn_cfg_new (an embedded
- * connection's own) are not counted. */
-typedef struct tr__conn_cfg {
-    uint32_t refs;          /* atomics */
-    bool counted;           /* immutable: made by tr__conn_cfg_new */
-    void *owned;
-    const tr_codec *codec;
-    const tr_handler *handler;
-    tr_actor_id handler_actor;
-    void *user;
-    tr_error_action policy[TR_ERR__COUNT];
-    uint32_t idle_timeout_ms;
-    uint32_t write_timeout_ms;
-    uint32_t linger_ms;
-    size_t max_frame;
-    size_t queue_limit;
-    size_t high_wm, low_wm;
-    tr_overflow overflow;
-    bool nodelay, keepalive;
-    uint32_t ka_idle_s, ka_interval_s, ka_count; /* 0: the kernel's */
-    const tr_server_observer *observer;
-    tr__netstats *stats;    /* per worker, or NULL */
-    /* Called once on the owning worker after the connection closed. */
-    void (*on_gone)(tr_conn *c);
-    /* Client: the write watcher fired before the connect completed. */
-    void (*connect_done)(tr_conn *c);
-    /* Called last when the connection actor ends (frees client records). */
-    void (*on_free)(tr_conn *c);
-    /* The transport new connections get (each connection then owns its
-     * own: tr_conn.tp and tp_state). */
-    const struct tr__transport *tp;
-    /* TLS over that transport (a reference held), or NULL. */
-    struct tr_tls *tls;
-    uint32_t handshake_timeout_ms;
-    bool tls_server;
-    char server_name[256];  /* client: SNI and the name verified ("" none) */
-    /* Client: the TLS handshake ended (err 0: on_open follows; else the
-     * transport is closed already and the hook decides what next). */
-    void (*handshake_done)(tr_conn *c, int err);
-} tr__conn_cfg;
-
-/* Fills the settings a tr_server_config and a tr_client_config share (the
- * same field names in both) into a tr__conn_cfg. */
-#define TR__CONN_CFG_COPY(cc, cfg)                                                                 \
-    do {                                                                                           \
-        (cc)->codec = (cfg)->codec;                                                                \
-        (cc)->handler = (cfg)->handler;                                                            \
-        (cc)->user = (cfg)->user;                                                                  \
-        memcpy((cc)->policy, (cfg)->policy, sizeof((cc)->policy));                                 \
-        (cc)->idle_timeout_ms = (cfg)->idle_timeout_ms;                                            \
-        (cc)->write_timeout_ms = (cfg)->write_timeout_ms;                                          \
-        (cc)->linger_ms = (cfg)->linger_ms;                                                        \
-        (cc)->max_frame = (cfg)->max_frame_bytes;                                                  \
-        (cc)->queue_limit = (cfg)->send_queue_bytes;                                               \
-        (cc)->high_wm = (cfg)->high_watermark;                                                     \
-        (cc)->low_wm = (cfg)->low_watermark;                                                       \
-        (cc)->overflow = (cfg)->send_overflow;                                                     \
-        (cc)->nodelay = (cfg)->nodelay;                                                            \
-        (cc)->keepalive = (cfg)->keepalive;                                                        \
-        (cc)->ka_idle_s = (cfg)->keepalive_idle_s;                                                 \
-        (cc)->ka_interval_s = (cfg)->keepalive_interval_s;                                         \
-        (cc)->ka_count = (cfg)->keepalive_count;                                                   \
-        (cc)->handshake_timeout_ms = (cfg)->tls_handshake_timeout_ms;                              \
-    } while (0)
 
 /* A connection's transport: operations over the connection's own transport
  * state (c->fd, c->tp_state). TCP and Unix stream sockets share the fd
@@ -157,8 +73,6 @@ typedef struct tr__transport {
     bool retry_same;
 } tr__transport;
 
-extern const tr__transport tr__tcp_transport;
-
 struct tr_conn {
     uint64_t queued;         /* any thread; atomics: reserved + queued bytes */
     uint32_t closing;        /* any thread; atomics: sends refused once set */
@@ -167,7 +81,7 @@ struct tr_conn {
      * queue shrinks or the connection closes while someone waits. */
     uint32_t room_waiters;   /* any thread; atomics */
     uint32_t room_seq;       /* any thread; atomics */
-    uint32_t flags;          /* owner only: F_* in conn.c */
+    uint32_t flags;          /* owner only: F_* in conn_impl.h */
     tr_actor *actor;         /* NULL for an embedded connection */
     tr_conn_id id;
     const tr__conn_cfg *cfg;
@@ -232,7 +146,7 @@ typedef struct tr__conn_arg {
  * is copied. Returns as tr_spawn; on failure the fd is NOT closed. */
 int tr__conn_spawn(tr_runtime *rt, int worker, const tr__conn_arg *arg, tr_conn_id *out);
 
-/* Owner-side steps used by server.c / client.c / embedded.c. */
+/* Owner-side steps used by the actor itself, client.c and embedded.c. */
 void tr__conn_setup(tr_conn *c, const tr__conn_cfg *cfg, tr_actor *actor, struct tr__netw *nw);
 void tr__conn_open(tr_conn *c);          /* fd connected: on_open, start reading */
 void tr__conn_start(tr_conn *c);         /* fd connected: TLS handshake if any, then open */
@@ -243,10 +157,6 @@ void tr__conn_begin_close(tr_conn *c, int reason);
 void tr__conn_finish_close(tr_conn *c, int reason, bool abort);
 void tr__conn_eof(tr_conn *c);           /* the transport saw EOF */
 
-/* Client: watch fd for connect completion (cfg->connect_done fires). */
-void tr__conn_watch_connect(tr_conn *c, int fd);
-/* Client: stop watching a failed connect attempt and close its fd. */
-void tr__conn_unwatch_connect(tr_conn *c);
 /* Client: after a close, make the connection reusable for a redial. */
 void tr__conn_reset(tr_conn *c);
 /* Whether on_open ran / a drain was requested. */
@@ -254,25 +164,5 @@ bool tr__conn_was_opened(const tr_conn *c);
 bool tr__conn_is_draining(const tr_conn *c);
 /* Whether the application closed it (tr_conn_close/abort, or by id). */
 bool tr__conn_closed_by_user(const tr_conn *c);
-
-/* Applies socket options of cfg to a TCP fd (nodelay, keep-alive and its
- * timing). */
-void tr__sock_tune(int fd, const tr__conn_cfg *cfg);
-
-/* A counted settings block with one reference, zeroed; NULL when out of
- * memory. Any thread. */
-tr__conn_cfg *tr__conn_cfg_new(void);
-void tr__conn_cfg_retain(const tr__conn_cfg *cfg);
-/* Drops a reference; the last frees the block and cfg->owned. */
-void tr__conn_cfg_release(const tr__conn_cfg *cfg);
-
-/* Puts a TLS context (or none: NULL) into the settings, with a reference
- * of its own. Returns 0, or TR_EINVAL (a client context for a server or
- * the reverse, no handshake timeout, a server name too long). */
-int tr__conn_cfg_set_tls(tr__conn_cfg *cc, struct tr_tls *tls, bool server,
-                         const char *server_name);
-
-/* Checks a send config. Returns 0 or TR_E*. */
-int tr__conn_cfg_check(const tr__conn_cfg *cfg);
 
 #endif

@@ -1,6 +1,7 @@
-/* Internal: shared by the parts of the connection actor (conn.c: lifecycle
- * and the actor; conn_read.c: bytes in; conn_write.c: bytes out and the
- * send queue; conn_send.c: the any-thread API; tcp.c: the TCP transport).
+/* Internal: shared by the parts of the connection actor (conn.c: lifecycle,
+ * handshake and the actor; conn_read.c: bytes in; conn_write.c: bytes out
+ * and the send queue; conn_send.c: the any-thread API; conn_timer.c: the
+ * timer; unix_cred.c: Unix peer credentials).
  * Everything here is owning-worker only unless it says otherwise. */
 #ifndef TROUPE_NET_CONN_IMPL_H
 #define TROUPE_NET_CONN_IMPL_H
@@ -59,7 +60,13 @@ void tr__conn_update_reading(tr_conn *c);
 bool tr__conn_wants_input(const tr_conn *c);
 /* Takes the transport's handshake one step (on either watcher). */
 void tr__conn_handshake(tr_conn *c);
+/* The handshake failed (or timed out): a server connection closes, a
+ * client's handshake_done hook decides (redial or give up). */
+void tr__conn_handshake_failed(tr_conn *c, int err);
+/* Arms the connection's timer for its nearest deadline (conn_timer.c). */
 void tr__conn_rearm(tr_conn *c);
+/* The timer's callback: acts on every deadline passed, then re-arms. */
+void tr__conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err);
 int tr__conn_keep_tail(tr_conn *c, const unsigned char *p, size_t n);
 void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);

@@ -36,7 +36,7 @@ static int deliver(tr_conn *c, const unsigned char *data, size_t len)
         }
         return DELIVERED;
     }
-    int rc = c->cfg->handler->on_frame(c, data, len, c->cfg->user);
+    int rc = c->cfg->conn.handler->on_frame(c, data, len, c->cfg->conn.user);
     if (rc < 0 && tr__conn_error(c, TR_ERR_HANDLER, rc) == TR_DISCONNECT) {
         tr__conn_begin_close(c, rc);
     }
@@ -95,7 +95,7 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
         p = c->pend;
         n = c->pend_len;
     }
-    const tr_codec *codec = c->cfg->codec;
+    const tr_codec *codec = c->cfg->conn.codec;
     size_t off = 0;
     while (off < n && !(c->flags & (F_CLOSING | F_CLOSED | F_HPAUSE))) {
         if (c->flags & F_RESYNC) {
@@ -113,7 +113,8 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
             continue;
         }
         tr_frame f;
-        ssize_t r = codec->ops->decode(codec, &c->cst, p + off, n - off, c->cfg->max_frame, &f);
+        ssize_t r = codec->ops->decode(codec, &c->cst, p + off, n - off,
+                                       c->cfg->conn.max_frame_bytes, &f);
         if (r == 0) {
             break;
         }
@@ -168,7 +169,7 @@ void tr__conn_read_some(tr_conn *c)
             TR__STAT_ADD(c->st, bytes_in, (uint64_t)r);
             c->last_io = ev_now(c->nw->loop);
             if (c->cfg->observer != NULL && c->cfg->observer->on_read != NULL) {
-                c->cfg->observer->on_read(c, (size_t)r, c->cfg->user);
+                c->cfg->observer->on_read(c, (size_t)r, c->cfg->conn.user);
             }
             if (!(c->flags & F_CLOSING)) {
                 tr__conn_input(c, c->nw->rbuf, (size_t)r);

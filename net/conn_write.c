@@ -21,7 +21,7 @@ static void set_writing(tr_conn *c, bool on)
     if (on && !(c->flags & F_WRITING)) {
         ev_io_start(c->nw->loop, &c->wio);
         c->flags |= F_WRITING;
-        if (c->cfg->write_timeout_ms) {
+        if (c->cfg->conn.write_timeout_ms) {
             tr__conn_rearm(c);
         }
     } else if (!on && (c->flags & F_WRITING)) {
@@ -32,14 +32,14 @@ static void set_writing(tr_conn *c, bool on)
 
 static void check_low_watermark(tr_conn *c)
 {
-    if (!(c->flags & F_UNWRITABLE) || tr__load_acq_64(&c->queued) > c->cfg->low_wm) {
+    if (!(c->flags & F_UNWRITABLE) || tr__load_acq_64(&c->queued) > c->cfg->conn.low_watermark) {
         return;
     }
     c->flags &= ~F_UNWRITABLE;
     if (tr__conn_has_handler_actor(c)) {
         tr__conn_post_event(c, TR_MSG_CONN_WRITABLE, 0);
-    } else if (c->cfg->handler->on_writable != NULL) {
-        c->cfg->handler->on_writable(c, true, c->cfg->user);
+    } else if (c->cfg->conn.handler->on_writable != NULL) {
+        c->cfg->conn.handler->on_writable(c, true, c->cfg->conn.user);
     }
     tr__conn_update_reading(c);
 }
@@ -52,7 +52,7 @@ static void enter_linger(tr_conn *c)
         return;
     }
     c->flags |= F_LINGER;
-    c->linger_until = tr__conn_now(c) + c->cfg->linger_ms / 1000.0;
+    c->linger_until = tr__conn_now(c) + c->cfg->conn.linger_ms / 1000.0;
     tr__conn_update_reading(c);
     tr__conn_rearm(c);
 }
@@ -89,7 +89,7 @@ void tr__conn_flush(tr_conn *c)
             TR__STAT_ADD(c->st, bytes_out, (uint64_t)r);
             c->last_progress = c->last_io = tr__conn_now(c);
             if (c->cfg->observer != NULL && c->cfg->observer->on_write != NULL) {
-                c->cfg->observer->on_write(c, (size_t)r, c->cfg->user);
+                c->cfg->observer->on_write(c, (size_t)r, c->cfg->conn.user);
             }
             if ((size_t)r < want) {
                 break; /* the kernel took what it could */
@@ -169,12 +169,12 @@ int tr__conn_reserve(tr_conn *c, size_t n)
     if (tr__load_acq_32(&c->closing)) {
         return TR_ECLOSED;
     }
-    size_t limit = c->cfg->queue_limit;
+    size_t limit = c->cfg->conn.send_queue_bytes;
     uint64_t q = tr__faa_sc_64(&c->queued, n) + n;
     if (q <= limit) {
         return 0;
     }
-    if (c->cfg->overflow == TR_OVERFLOW_DROP_OLDEST && q <= 2 * (uint64_t)limit) {
+    if (c->cfg->conn.send_overflow == TR_OVERFLOW_DROP_OLDEST && q <= 2 * (uint64_t)limit) {
         return 0; /* the owner drops the oldest unsent bytes to make room */
     }
     tr__conn_unreserve(c, n);
@@ -189,11 +189,11 @@ int tr__conn_reserve(tr_conn *c, size_t n)
 int tr__conn_encode(tr_conn *c, size_t len, unsigned char *hdr, size_t *hl, unsigned char *trl,
                     size_t *tl)
 {
-    if (len > c->cfg->max_frame) {
+    if (len > c->cfg->conn.max_frame_bytes) {
         return TR_EMSGSIZE;
     }
     *hl = *tl = 0;
-    const tr_codec *codec = c->cfg->codec;
+    const tr_codec *codec = c->cfg->conn.codec;
     if (codec->ops->encode == NULL) {
         return 0;
     }
@@ -207,21 +207,22 @@ static void after_append(tr_conn *c, size_t n)
     if (c->out.bytes == n) {
         c->last_progress = tr__conn_now(c); /* the write clock starts now */
     }
-    if (c->cfg->overflow == TR_OVERFLOW_DROP_OLDEST) {
+    if (c->cfg->conn.send_overflow == TR_OVERFLOW_DROP_OLDEST) {
         uint64_t q = tr__load_acq_64(&c->queued);
-        if (q > c->cfg->queue_limit) {
+        size_t limit = c->cfg->conn.send_queue_bytes;
+        if (q > limit) {
             size_t inflight = (size_t)(q - c->out.bytes);
-            size_t keep = c->cfg->queue_limit > inflight ? c->cfg->queue_limit - inflight : 0;
+            size_t keep = limit > inflight ? limit - inflight : 0;
             size_t dropped = tr__outq_drop_oldest(&c->out, keep);
             tr__conn_unreserve(c, dropped);
         }
     }
-    if (!(c->flags & F_UNWRITABLE) && tr__load_acq_64(&c->queued) > c->cfg->high_wm) {
+    if (!(c->flags & F_UNWRITABLE) && tr__load_acq_64(&c->queued) > c->cfg->conn.high_watermark) {
         c->flags |= F_UNWRITABLE;
         if (tr__conn_has_handler_actor(c)) {
             tr__conn_post_event(c, TR_MSG_CONN_UNWRITABLE, 0);
-        } else if (c->cfg->handler->on_writable != NULL) {
-            c->cfg->handler->on_writable(c, false, c->cfg->user);
+        } else if (c->cfg->conn.handler->on_writable != NULL) {
+            c->cfg->conn.handler->on_writable(c, false, c->cfg->conn.user);
         }
         tr__conn_update_reading(c);
     }
@@ -233,7 +234,7 @@ void tr__conn_overflow_exit(tr_conn *c)
     if (c->flags & (F_CLOSING | F_CLOSED)) {
         return; /* already on its way out: one overflow, one error */
     }
-    if (c->cfg->overflow == TR_OVERFLOW_EXIT &&
+    if (c->cfg->conn.send_overflow == TR_OVERFLOW_EXIT &&
         tr__conn_error(c, TR_ERR_SEND_OVERFLOW, TR_EBUFFULL) == TR_DISCONNECT) {
         tr__conn_begin_close(c, TR_EBUFFULL);
     }

@@ -1,6 +1,6 @@
 /* The in-memory connection: a tr_conn with no actor, no worker state and a
- * transport over two byte buffers. conn.c skips watchers and timers when
- * c->nw is NULL, and marks output "dirty" with a flag we flush here. */
+ * transport over two byte buffers. conn*.c skip watchers and timers when
+ * c->nw is NULL, and mark output "dirty" with a flag we flush here. */
 #include "troupe/embedded.h"
 
 #include <errno.h>
@@ -95,12 +95,12 @@ tr_embedded *tr_embedded_new(const tr_server_config *cfg, int *err)
     }
     tr__conn_cfg *cc = &e->ccfg;
     /* Timeouts and socket options are copied but never act here: an
-     * embedded connection has no loop (conn.c skips timers when nw is NULL). */
-    TR__CONN_CFG_COPY(cc, cfg);
+     * embedded connection has no loop (conn_timer.c does nothing when nw is NULL). */
+    tr__conn_cfg_copy(cc, &cfg->conn);
     cc->on_gone = emb_gone;
     cc->tp = &emb_transport;
     int rc = tr__conn_cfg_check(cc);
-    if (rc == 0 && cfg->handler == NULL) {
+    if (rc == 0 && cfg->conn.handler == NULL) {
         rc = TR_ENOHANDLER;
     }
     if (rc < 0) {

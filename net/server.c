@@ -1,115 +1,40 @@
-/* TCP server: listeners, admission control, draining.
+/* TCP and Unix stream servers: the public API, the per-worker agent
+ * actor, and shutdown (listener.c accepts, admission.c admits; the shared
+ * types and the design are in server_impl.h).
  *
- * Each worker has an "agent" actor for the server. An agent owns the
- * worker's listening socket (one SO_REUSEPORT socket per worker, or only
- * worker 0's in single-acceptor mode) and the list of the server's
- * connections on that worker, so shutdown and forced closes are plain
- * messages to W agents, each acting on its own thread. Connection actors
- * are spawned on the accepting worker (reuseport) or round-robin (single
- * acceptor). The blocking calls (shutdown, close, free) run on a foreign
- * thread and wait by polling atomics with a short sleep: they are rare and
- * bounded by their deadlines. */
-#include "troupe/server.h"
+ * Connection actors are spawned on the accepting worker (reuseport) or
+ * round-robin (single acceptor). The blocking calls (shutdown, close,
+ * free) run on a foreign thread and wait by polling atomics with a short
+ * sleep: they are rare and bounded by their deadlines. */
+#include "server_impl.h"
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "troupe/log.h"
 #include "../runtime/actor.h"
 #include "../runtime/atomic.h"
 #include "../runtime/msg_impl.h"
-#include "../runtime/runtime.h"
 #include "../runtime/util.h"
 #include "addr.h"
+#include "admission.h"
 #include "adopt.h"
+#include "listener.h"
 #include "resolve.h"
-#include "unix_path.h"
-#include "conn.h"
-
-enum { S_CREATED, S_RUNNING, S_DRAINING, S_STOPPED };
-
-enum {
-    AG_STOP_ACCEPT = TR_MSG__NET + 1,
-    AG_DRAIN,
-    AG_FORCE,
-    AG_RESUME,
-    AG_EXIT,
-    AG_ADOPT /* payload: a connected fd (tr_server_adopt) */
-};
-
-#define ACCEPTS_PER_EVENT 64
-#define EMFILE_RETRY_S 0.1
-#define IP_BUCKETS 1024
-
-typedef struct agent {
-    tr_server *srv;
-    unsigned idx;
-    int lfd;              /* owning worker once the agent started */
-    ev_io lio;
-    ev_timer retry;
-    bool listening;
-    tr_actor_id id;
-    tr__conn_list conns;  /* owning worker only */
-} agent;
-
-typedef struct ip_entry {
-    struct ip_entry *next;
-    unsigned char key[17];
-    uint32_t count;
-} ip_entry;
-
-struct tr_server {
-    tr_runtime *rt;
-    tr_server_config cfg;
-    tr__conn_cfg *ccfg;    /* counted: connections keep it past the server */
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
-    char *listen_host;     /* a host name resolved at start, or NULL */
-    uint16_t listen_port;
-    bool adopted;          /* serving cfg.listen_fd (agents[0].lfd) */
-    struct sockaddr_storage bound;
-    socklen_t bound_len;
-    bool is_unix;          /* a Unix stream socket: one listener, no per-IP table */
-    tr__unix_path upath;   /* the socket file we made (unlinked on stop) */
-    uint32_t state;        /* atomics */
-    uint32_t draining;     /* atomics: connections starting now drain at once */
-    uint32_t forcing;      /* atomics */
-    uint32_t paused;       /* atomics: admission paused accepting */
-    uint32_t acks;         /* atomics: agents that stopped accepting */
-    uint32_t agents_alive; /* atomics */
-    uint32_t rr;           /* atomics */
-    uint64_t open;         /* atomics: connections admitted and not gone */
-    unsigned nagents;
-    agent *agents;
-    tr__netstats *stats;   /* per worker */
-    pthread_mutex_t ip_lock;
-    ip_entry *ip_table[IP_BUCKETS];
-};
+#include "tcp.h"
 
 void tr_server_config_defaults(tr_server_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->backlog = 1024;
-    cfg->idle_timeout_ms = 30000;
-    cfg->linger_ms = 5000;
-    cfg->tls_handshake_timeout_ms = 10000;
-    cfg->max_frame_bytes = 1u << 20;
-    cfg->send_queue_bytes = 4u << 20;
-    cfg->high_watermark = 1u << 20;
-    cfg->low_watermark = 256u << 10;
-    cfg->send_overflow = TR_OVERFLOW_REFUSE;
+    tr__conn_settings_defaults(&cfg->conn);
+    cfg->conn.idle_timeout_ms = 30000;
     cfg->admission = TR_ADMIT_CLOSE;
-    cfg->nodelay = true;
-    cfg->keepalive = true;
     cfg->accept_mode = TR_ACCEPT_REUSEPORT;
     cfg->listen_fd = -1;
     cfg->resolve_timeout_ms = 5000;
@@ -125,236 +50,31 @@ static void info(tr_server *s, const char *fmt, ...)
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     if (s->cfg.observer != NULL && s->cfg.observer->on_info != NULL) {
-        s->cfg.observer->on_info(line, s->cfg.user);
+        s->cfg.observer->on_info(line, s->cfg.conn.user);
     }
     tr_log(TR_LOG_INFO, "%s", line);
 }
 
-/* ---- per-source-IP counts ---- */
+/* ---- the agent actor ---- */
 
-static size_t ip_key(const struct sockaddr_storage *ss, unsigned char key[17])
-{
-    memset(key, 0, 17);
-    key[0] = (unsigned char)ss->ss_family;
-    if (ss->ss_family == AF_INET) {
-        memcpy(key + 1, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-    } else if (ss->ss_family == AF_INET6) {
-        memcpy(key + 1, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-    }
-    size_t h = 1469598103934665603u;
-    for (int i = 0; i < 17; i++) {
-        h = (h ^ key[i]) * 1099511628211u;
-    }
-    return h % IP_BUCKETS;
-}
-
-/* Adds delta (+1/-1) to the source's count; +1 fails past the limit. */
-static bool ip_count(tr_server *s, const struct sockaddr_storage *ss, int delta)
-{
-    unsigned char key[17];
-    size_t b = ip_key(ss, key);
-    bool ok = true;
-    pthread_mutex_lock(&s->ip_lock);
-    ip_entry **p = &s->ip_table[b];
-    while (*p != NULL && memcmp((*p)->key, key, sizeof(key)) != 0) {
-        p = &(*p)->next;
-    }
-    if (delta > 0) {
-        if (*p == NULL) {
-            ip_entry *e = calloc(1, sizeof(*e));
-            if (e == NULL) {
-                ok = false;
-            } else {
-                memcpy(e->key, key, sizeof(key));
-                e->count = 1;
-                *p = e;
-            }
-        } else if ((*p)->count >= s->cfg.max_per_ip) {
-            ok = false;
-        } else {
-            (*p)->count++;
-        }
-    } else if (*p != NULL && --(*p)->count == 0) {
-        ip_entry *e = *p;
-        *p = e->next;
-        free(e);
-    }
-    pthread_mutex_unlock(&s->ip_lock);
-    return ok;
-}
-
-/* ---- connections leaving ---- */
-
-static void send_agents(tr_server *s, uint32_t type)
+void tr__server_send_agents(tr_server *s, uint32_t type)
 {
     for (unsigned i = 0; i < s->nagents; i++) {
         tr_send_copy(s->agents[i].id, type, NULL, 0);
     }
 }
 
-static void on_gone(tr_conn *c)
-{
-    tr_server *s = ((agent *)c->owner)->srv;
-    if (s->cfg.max_per_ip && !s->is_unix) {
-        ip_count(s, &c->peer, -1);
-    }
-    uint64_t left = tr__faa_sc_64(&s->open, (uint64_t)-1) - 1;
-    if (s->cfg.max_connections && left < s->cfg.max_connections &&
-        tr__load_acq_32(&s->paused) && tr__cas_sc_32(&s->paused, 1, 0)) {
-        send_agents(s, AG_RESUME);
-    }
-}
-
-/* ---- accepting ---- */
-
-static void stop_listening(agent *ag, struct ev_loop *loop)
-{
-    if (ag->listening) {
-        ev_io_stop(loop, &ag->lio);
-        ag->listening = false;
-    }
-}
-
-static void start_listening(agent *ag, struct ev_loop *loop)
-{
-    if (!ag->listening && ag->lfd >= 0 && tr__load_acq_32(&ag->srv->state) == S_RUNNING) {
-        ev_io_start(loop, &ag->lio);
-        ag->listening = true;
-    }
-}
-
-static void admit(agent *ag, int fd, struct sockaddr_storage *peer, socklen_t plen)
-{
-    tr_server *s = ag->srv;
-    tr__netstats *st = &s->stats[ag->idx];
-    if (s->cfg.max_connections && tr__faa_sc_64(&s->open, 1) >= s->cfg.max_connections) {
-        tr__faa_sc_64(&s->open, (uint64_t)-1);
-        goto refuse;
-    } else if (!s->cfg.max_connections) {
-        tr__faa_sc_64(&s->open, 1);
-    }
-    if (s->cfg.max_per_ip && !s->is_unix && !ip_count(s, peer, +1)) {
-        tr__faa_sc_64(&s->open, (uint64_t)-1);
-        goto refuse;
-    }
-    if (!s->is_unix) {
-        tr__sock_tune(fd, s->ccfg);
-    }
-    if (s->cfg.on_socket != NULL && s->cfg.on_socket(fd, s->cfg.user) < 0) {
-        goto refuse_counted;
-    }
-    unsigned w = ag->idx;
-    if (s->cfg.accept_mode == TR_ACCEPT_SINGLE || s->is_unix) {
-        w = tr__faa_sc_32(&s->rr, 1) % s->nagents;
-    }
-    tr__conn_arg arg = {
-        .fd = fd,
-        .cfg = s->ccfg,
-        .peer = *peer,
-        .peer_len = plen,
-        .owner = &s->agents[w],
-        .list = &s->agents[w].conns,
-        .st = &s->stats[w],
-        .drain_flag = &s->draining,
-        .force_flag = &s->forcing,
-    };
-    tr_conn_id id;
-    if (tr__conn_spawn(s->rt, (int)w, &arg, &id) < 0) {
-        goto refuse_counted;
-    }
-    TR__STAT_ADD(st, accepted, 1);
-    return;
-refuse_counted:
-    if (s->cfg.max_per_ip && !s->is_unix) {
-        ip_count(s, peer, -1);
-    }
-    tr__faa_sc_64(&s->open, (uint64_t)-1);
-refuse:
-    TR__STAT_ADD(st, refused, 1);
-    close(fd);
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)revents;
-    agent *ag = (agent *)((char *)w - offsetof(agent, lio));
-    tr_server *s = ag->srv;
-    for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
-        if (s->cfg.max_connections && s->cfg.admission == TR_ADMIT_PAUSE &&
-            tr__load_acq_64(&s->open) >= s->cfg.max_connections) {
-            /* Pause: the backlog holds the rest until a connection closes. */
-            tr__store_rel_32(&s->paused, 1);
-            stop_listening(ag, loop);
-            if (tr__load_acq_64(&s->open) < s->cfg.max_connections && tr__cas_sc_32(&s->paused, 1, 0)) {
-                start_listening(ag, loop); /* one closed meanwhile */
-                continue;
-            }
-            return;
-        }
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof(peer);
-        int fd = accept4(ag->lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            admit(ag, fd, &peer, plen);
-            continue;
-        }
-        int err = errno;
-        if (err == EINTR || err == ECONNABORTED) {
-            continue;
-        }
-        if (err == EAGAIN || err == EWOULDBLOCK) {
-            return;
-        }
-        TR__STAT_ADD(&s->stats[ag->idx], accept_errors, 1);
-        if (s->cfg.observer != NULL && s->cfg.observer->on_server_error != NULL) {
-            s->cfg.observer->on_server_error(-err, s->cfg.user);
-        }
-        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-            /* Out of fds: the listener stays readable, so watching it would
-             * spin. Sleep on a timer instead and try again. */
-            tr_log(TR_LOG_WARN, "event=accept_paused error=%s retry_ms=%d", strerror(err),
-                   (int)(EMFILE_RETRY_S * 1000));
-            stop_listening(ag, loop);
-            ev_timer_set(&ag->retry, EMFILE_RETRY_S, 0);
-            ev_timer_start(loop, &ag->retry);
-            return;
-        }
-        tr_log(TR_LOG_ERROR, "event=accept_error error=%s", strerror(err));
-        return;
-    }
-}
-
-static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)revents;
-    agent *ag = (agent *)((char *)w - offsetof(agent, retry));
-    start_listening(ag, loop);
-}
-
-/* ---- the agent actor ---- */
-
 static int agent_init(tr_actor *self, void *arg)
 {
-    agent *ag = arg;
+    tr__agent *ag = arg;
     tr_actor_set_state(self, ag);
     tr_actor_trap_shutdown(self, true);
-    ev_io_init(&ag->lio, on_accept, ag->lfd, EV_READ);
-    ev_init(&ag->retry, on_retry);
-    start_listening(ag, tr_actor_loop(self));
+    tr__listener_init(ag);
+    tr__listener_start(ag, tr_actor_loop(self));
     return 0;
 }
 
-static void close_listener(agent *ag, struct ev_loop *loop)
-{
-    stop_listening(ag, loop);
-    ev_timer_stop(loop, &ag->retry);
-    if (ag->lfd >= 0) {
-        close(ag->lfd);
-        ag->lfd = -1;
-    }
-}
-
-static void each_conn(agent *ag, void (*fn)(tr_conn *c))
+static void each_conn(tr__agent *ag, void (*fn)(tr_conn *c))
 {
     /* fn may not unlink: it only sends messages. */
     for (tr_conn *c = ag->conns.head; c != NULL; c = c->list_next) {
@@ -378,7 +98,7 @@ static void send_kill(tr_conn *c)
 
 /* A connected fd from tr_server_adopt: admitted as if accepted here,
  * unless the server stopped accepting since. */
-static void adopt_conn(agent *ag, const tr_msg *m)
+static void adopt_conn(tr__agent *ag, const tr_msg *m)
 {
     int fd;
     memcpy(&fd, tr_msg_data(m), sizeof(fd));
@@ -390,16 +110,16 @@ static void adopt_conn(agent *ag, const tr_msg *m)
         close(fd);
         return;
     }
-    admit(ag, fd, &peer, plen);
+    tr__admit(ag, fd, &peer, plen);
 }
 
 static void agent_receive(tr_actor *self, tr_msg *m)
 {
-    agent *ag = tr_actor_state(self);
+    tr__agent *ag = tr_actor_state(self);
     struct ev_loop *loop = tr_actor_loop(self);
     switch (m->type) {
     case AG_STOP_ACCEPT:
-        close_listener(ag, loop);
+        tr__listener_close(ag, loop);
         tr__faa_sc_32(&ag->srv->acks, 1);
         break;
     case AG_DRAIN:
@@ -409,7 +129,7 @@ static void agent_receive(tr_actor *self, tr_msg *m)
         each_conn(ag, send_kill);
         break;
     case AG_RESUME:
-        start_listening(ag, loop);
+        tr__listener_start(ag, loop);
         break;
     case AG_EXIT:
         tr_exit(self, TR_EXIT_NORMAL);
@@ -419,7 +139,7 @@ static void agent_receive(tr_actor *self, tr_msg *m)
         break;
     case TR_MSG_SHUTDOWN:
         /* The runtime is shutting down: connections drain on their own. */
-        close_listener(ag, loop);
+        tr__listener_close(ag, loop);
         tr_exit(self, TR_EXIT_SHUTDOWN);
         break;
     default:
@@ -430,8 +150,8 @@ static void agent_receive(tr_actor *self, tr_msg *m)
 static void agent_terminate(tr_actor *self, int reason)
 {
     (void)reason;
-    agent *ag = tr_actor_state(self);
-    close_listener(ag, tr_actor_loop(self));
+    tr__agent *ag = tr_actor_state(self);
+    tr__listener_close(ag, tr_actor_loop(self));
     tr__faa_sc_32(&ag->srv->agents_alive, (uint32_t)-1);
 }
 
@@ -481,13 +201,13 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
     if (cc == NULL) {
         goto fail_free;
     }
-    TR__CONN_CFG_COPY(cc, cfg);
+    tr__conn_cfg_copy(cc, &cfg->conn);
     cc->handler_actor = cfg->handler_actor;
     cc->observer = cfg->observer;
-    cc->on_gone = on_gone;
+    cc->on_gone = tr__admission_gone;
     cc->tp = &tr__tcp_transport;
     if ((rc = tr__conn_cfg_check(cc)) < 0 ||
-        (rc = tr__conn_cfg_set_tls(cc, cfg->tls, true, NULL)) < 0) {
+        (rc = tr__conn_cfg_set_tls(cc, cfg->conn.tls, true, NULL)) < 0) {
         goto fail_free;
     }
     if ((rc = server_address(s, cfg)) < 0) {
@@ -505,7 +225,7 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
     }
     rc = TR_ENOMEM;
     s->nagents = tr_runtime_workers(rt);
-    s->agents = calloc(s->nagents, sizeof(agent));
+    s->agents = calloc(s->nagents, sizeof(tr__agent));
     s->stats = aligned_alloc(64, sizeof(tr__netstats) * s->nagents);
     if (s->agents == NULL || s->stats == NULL) {
         goto fail_arrays;
@@ -520,7 +240,7 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
     if (s->adopted) {
         s->agents[0].lfd = cfg->listen_fd; /* ours from now on */
     }
-    pthread_mutex_init(&s->ip_lock, NULL);
+    tr__admission_init(s);
     *err = 0;
     return s;
 fail_arrays:
@@ -536,63 +256,6 @@ fail_free:
 fail:
     *err = rc;
     return NULL;
-}
-
-static int open_listener(tr_server *s, const struct sockaddr_storage *sa, socklen_t len,
-                         bool reuseport)
-{
-    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return -errno;
-    }
-    int one = 1;
-    if (!s->is_unix) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    }
-    if (reuseport) {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-    }
-    int rc = tr__unix_path_bind(&s->upath, fd, SOCK_STREAM, sa, len, s->cfg.unix_mode,
-                                s->cfg.unix_group);
-    if (rc == 0 && listen(fd, s->cfg.backlog) < 0) {
-        rc = -errno;
-    }
-    if (rc < 0) {
-        close(fd);
-        tr__unix_path_unlink(&s->upath);
-        return rc;
-    }
-    return fd;
-}
-
-static void set_bound(tr_server *s)
-{
-    socklen_t bl = sizeof(s->bound);
-    getsockname(s->agents[0].lfd, (struct sockaddr *)&s->bound, &bl);
-    s->bound_len = bl;
-}
-
-/* The first listener: on the parsed address, or on the first address of
- * the name that binds. */
-static int open_first(tr_server *s, bool reuseport)
-{
-    tr__addrs as = {.n = 1, .a = {s->addr}, .len = {s->addr_len}};
-    if (s->listen_host != NULL) {
-        int rc = tr__resolve_wait(s->listen_host, s->listen_port, AF_UNSPEC,
-                                  s->cfg.resolve_timeout_ms, &as);
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    int fd = TR_ENONAME;
-    for (unsigned k = 0; k < as.n; k++) {
-        if ((fd = open_listener(s, &as.a[k], as.len[k], reuseport)) >= 0) {
-            s->addr = as.a[k];
-            s->addr_len = as.len[k];
-            break;
-        }
-    }
-    return fd;
 }
 
 int tr_server_start(tr_server *s)
@@ -613,20 +276,20 @@ int tr_server_start(tr_server *s)
         if ((rc = tr__adopt_prepare(s->agents[0].lfd)) < 0) {
             return rc;
         }
-        set_bound(s);
+        tr__listener_set_bound(s);
         i = 1;
     }
     for (; i < nl; i++) {
         /* Port 0: the others must bind the port the first one got. */
-        int fd = i == 0 ? open_first(s, reuseport)
-                        : open_listener(s, &s->bound, s->bound_len, reuseport);
+        int fd = i == 0 ? tr__listener_open_first(s, reuseport)
+                        : tr__listener_open(s, &s->bound, s->bound_len, reuseport);
         if (fd < 0) {
             rc = fd;
             goto fail;
         }
         s->agents[i].lfd = fd;
         if (i == 0) {
-            set_bound(s);
+            tr__listener_set_bound(s);
         }
     }
     tr__store_rel_32(&s->state, S_RUNNING);
@@ -646,7 +309,7 @@ int tr_server_start(tr_server *s)
             if (i == 0) {
                 tr__unix_path_unlink(&s->upath); /* no agent took the listener */
             }
-            send_agents(s, AG_EXIT);
+            tr__server_send_agents(s, AG_EXIT);
             return rc;
         }
         s->agents[i].id = id;
@@ -702,7 +365,7 @@ static bool wait_open_zero(tr_server *s, uint64_t deadline)
 static void stop_accepting(tr_server *s, uint64_t deadline)
 {
     tr__store_rel_32(&s->acks, 0);
-    send_agents(s, AG_STOP_ACCEPT);
+    tr__server_send_agents(s, AG_STOP_ACCEPT);
     tr__wait_u32(&s->acks, tr__load_acq_32(&s->agents_alive), deadline);
     tr__unix_path_unlink(&s->upath); /* nobody accepts on it any more */
 }
@@ -720,14 +383,14 @@ int tr_server_shutdown(tr_server *s, uint32_t timeout_ms)
          (unsigned long long)tr__load_acq_64(&s->open), timeout_ms);
     stop_accepting(s, deadline);
     tr__store_rel_32(&s->draining, 1);
-    send_agents(s, AG_DRAIN);
+    tr__server_send_agents(s, AG_DRAIN);
     int rc = 0;
     if (!wait_open_zero(s, deadline)) {
         rc = TR_ETIMEDOUT;
         info(s, "event=server_drain_timeout forcing=%llu",
              (unsigned long long)tr__load_acq_64(&s->open));
         tr__store_rel_32(&s->forcing, 1);
-        send_agents(s, AG_FORCE);
+        tr__server_send_agents(s, AG_FORCE);
         wait_open_zero(s, tr__now_ms() + 5000);
     }
     tr__store_rel_32(&s->state, S_STOPPED);
@@ -748,7 +411,7 @@ int tr_server_close(tr_server *s)
     stop_accepting(s, deadline);
     tr__store_rel_32(&s->draining, 1);
     tr__store_rel_32(&s->forcing, 1);
-    send_agents(s, AG_FORCE);
+    tr__server_send_agents(s, AG_FORCE);
     wait_open_zero(s, deadline);
     return 0;
 }
@@ -762,7 +425,7 @@ int tr_server_free(tr_server *s)
         return TR_EDEADLK; /* it waits for the agents, which may need this worker */
     }
     tr_server_close(s);
-    send_agents(s, AG_EXIT);
+    tr__server_send_agents(s, AG_EXIT);
     if (!tr__wait_u32(&s->agents_alive, 0, tr__now_ms() + 5000) || tr__load_acq_64(&s->open) != 0) {
         /* An agent or connection could still touch s: leak it rather than
          * risk a use-after-free. */
@@ -775,15 +438,8 @@ int tr_server_free(tr_server *s)
             close(s->agents[i].lfd); /* never handed to a started agent */
         }
     }
-    for (size_t b = 0; b < IP_BUCKETS; b++) {
-        while (s->ip_table[b] != NULL) {
-            ip_entry *e = s->ip_table[b];
-            s->ip_table[b] = e->next;
-            free(e);
-        }
-    }
+    tr__admission_fini(s);
     tr__unix_path_unlink(&s->upath);
-    pthread_mutex_destroy(&s->ip_lock);
     free(s->listen_host);
     free(s->agents);
     tr__conn_cfg_release(s->ccfg); /* and the counters, once no connection needs them */

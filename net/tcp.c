@@ -1,5 +1,5 @@
 /* The TCP transport (a backend is a whole file) and socket options. */
-#include "conn_impl.h"
+#include "tcp.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -65,13 +65,13 @@ static void set_int(int fd, int level, int opt, uint32_t v)
 void tr__sock_tune(int fd, const tr__conn_cfg *cfg)
 {
     int one = 1;
-    if (cfg->nodelay) {
+    if (cfg->conn.nodelay) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    if (cfg->keepalive) {
+    if (cfg->conn.keepalive) {
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, cfg->ka_idle_s);
-        set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, cfg->ka_interval_s);
-        set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, cfg->ka_count);
+        set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, cfg->conn.keepalive_idle_s);
+        set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, cfg->conn.keepalive_interval_s);
+        set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, cfg->conn.keepalive_count);
     }
 }

@@ -106,8 +106,9 @@ TR_API int tr_spawn(tr_runtime *rt, const tr_behavior *b, void *arg, const tr_sp
  * Threads: any thread. */
 TR_API int tr_send(tr_actor_id to, tr_msg *msg);
 
-/* Convenience: tr_send(to, tr_msg_new(type, data, len)); TR_ENOMEM if the
- * message cannot be allocated. Threads: any thread. */
+/* Convenience: tr_send(to, tr_msg_new(type, data, len)). Returns as
+ * tr_send, or TR_ENOMEM if the message cannot be allocated.
+ * Threads: any thread. */
 TR_API int tr_send_copy(tr_actor_id to, uint32_t type, const void *data, size_t len);
 
 /* Asks the actor to exit now with `reason` (TR_EXIT_KILLED if 0): it
@@ -121,40 +122,47 @@ TR_API int tr_kill(tr_actor_id to, int reason);
  * valid only then). Nothing here blocks. Calls without a return code
  * cannot fail. */
 
-/* The actor's own handle. */
+/* The actor's own handle. Threads: the actor's own worker, in its
+ * callbacks. */
 TR_API tr_actor_id tr_self(const tr_actor *self);
 
-/* The state pointer (NULL until set). */
+/* The state pointer (NULL until set). Threads: the actor's own worker,
+ * in its callbacks. */
 TR_API void *tr_actor_state(const tr_actor *self);
 TR_API void tr_actor_set_state(tr_actor *self, void *state);
 
-/* The runtime and the worker loop the actor runs on (for libev watchers of
- * the actor's own; start and stop them only from this actor's callbacks). */
+/* The runtime, the worker loop the actor runs on (for libev watchers of
+ * the actor's own; start and stop them only from this actor's callbacks)
+ * and that worker's index. Threads: the actor's own worker, in its
+ * callbacks. */
 TR_API tr_runtime *tr_actor_runtime(const tr_actor *self);
 TR_API struct ev_loop *tr_actor_loop(const tr_actor *self);
 TR_API unsigned tr_actor_worker(const tr_actor *self);
 
-/* Exits with `reason` once the current callback returns. */
+/* Exits with `reason` once the current callback returns. Threads: the
+ * actor's own worker, in its callbacks. */
 TR_API void tr_exit(tr_actor *self, int reason);
 
 /* With on = true, TR_MSG_SHUTDOWN is only a message: the actor decides when
- * to exit (but a shutdown deadline still forces it). Default: off. */
+ * to exit (but a shutdown deadline still forces it). Default: off.
+ * Threads: the actor's own worker, in its callbacks. */
 TR_API void tr_actor_trap_shutdown(tr_actor *self, bool on);
 
 /* Keeps the message being received: the runtime will not free it when
  * receive returns; the actor must send or free it. Returns msg (never
- * NULL). */
+ * NULL). Threads: the actor's own worker, in its receive. */
 TR_API tr_msg *tr_msg_claim(tr_actor *self, tr_msg *msg);
 
 /* Watches `target`: when it exits, self receives TR_MSG_DOWN with the
  * reason and `ref` = *ref_out. If target is already gone, or exits before
  * the monitor request reaches it (it travels like a message), the DOWN
- * carries TR_EXIT_NOPROC instead, as in Erlang. Returns 0 or TR_ENOMEM. */
+ * carries TR_EXIT_NOPROC instead, as in Erlang. Returns 0 or TR_ENOMEM.
+ * Threads: the actor's own worker, in its callbacks. */
 TR_API int tr_monitor(tr_actor *self, tr_actor_id target, uint64_t *ref_out);
 
 /* Stops watching. A DOWN already on its way may still arrive (as in
  * Erlang without the flush option). Returns 0, TR_ECLOSED (target gone) or
- * TR_ENOMEM. */
+ * TR_ENOMEM. Threads: the actor's own worker, in its callbacks. */
 TR_API int tr_demonitor(tr_actor *self, tr_actor_id target, uint64_t ref);
 
 /* Sends msg to `to` as a request. The reply (sent with tr_reply) arrives as
@@ -162,13 +170,15 @@ TR_API int tr_demonitor(tr_actor *self, tr_actor_id target, uint64_t ref);
  * within timeout_ms, a TR_MSG_TIMEOUT with ref = *req_out arrives instead,
  * and a late reply is dropped. Nobody blocks. Takes msg in every case.
  * Returns 0, TR_ENOMEM (nothing was sent), or the tr_send error (no
- * TIMEOUT follows then). */
+ * TIMEOUT follows then). Threads: the actor's own worker, in its
+ * callbacks. */
 TR_API int tr_request(tr_actor *self, tr_actor_id to, tr_msg *msg, uint32_t timeout_ms,
                       uint64_t *req_out);
 
 /* Answers `request` (a message with TR_MSGF_REQUEST being received) with
  * `reply`. Takes reply in every case. Returns the tr_send result, or
- * TR_EINVAL if `request` is not a request. */
+ * TR_EINVAL if `request` is not a request. Threads: the actor's own
+ * worker, in its receive. */
 TR_API int tr_reply(tr_actor *self, const tr_msg *request, tr_msg *reply);
 
 #ifdef __cplusplus

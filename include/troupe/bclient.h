@@ -34,35 +34,44 @@ typedef struct tr_bclient tr_bclient;
  * arrive before they are read wait in the client, up to 4 MiB; past that
  * the connection is closed (-ENOBUFS). Returns the client, or NULL with
  * *err: TR_ETIMEDOUT, -ECONNREFUSED, -ENOENT, TR_EADDR, TR_ENONAME (the
- * name did not resolve), TR_EDEADLK, TR_ENOMEM, ... */
+ * name did not resolve), TR_EDEADLK, TR_ENOMEM, or any other dial error
+ * (as tr_client_connect and on_dial report them).
+ * Threads: not on a worker (blocks): TR_EDEADLK there. */
 TR_API tr_bclient *tr_bclient_connect(tr_runtime *rt, const char *addr, const tr_codec *codec,
                                       size_t max_frame, uint32_t timeout_ms, int *err);
 
 /* Sends one frame, waiting up to timeout_ms for room in the send queue.
- * Returns 0, TR_ECLOSED, TR_ETIMEDOUT, TR_EMSGSIZE or TR_EDEADLK. */
+ * Returns 0, TR_ECLOSED, TR_ETIMEDOUT, TR_EMSGSIZE, TR_ENOMEM, TR_EINVAL
+ * (data NULL with len > 0) or TR_EDEADLK.
+ * Threads: not on a worker (blocks): TR_EDEADLK there. */
 TR_API int tr_bclient_write(tr_bclient *b, const void *data, size_t len, uint32_t timeout_ms);
 
 /* The next frame, waiting up to timeout_ms. On success *frame is a new
  * buffer (release it) and the return is 0. Frames received before the
  * connection closed are still read first; then TR_ECLOSED. Else
- * TR_ETIMEDOUT or TR_EDEADLK. */
+ * TR_ETIMEDOUT or TR_EDEADLK (*frame NULL).
+ * Threads: not on a worker (blocks): TR_EDEADLK there. */
 TR_API int tr_bclient_read(tr_bclient *b, tr_buf **frame, uint32_t timeout_ms);
 
-/* Sends one frame and reads one back within timeout_ms in all. As
- * tr_bclient_write then tr_bclient_read. */
+/* Sends one frame and reads one back within timeout_ms in all. Returns
+ * as tr_bclient_write, then as tr_bclient_read (*reply NULL on failure).
+ * Threads: not on a worker (blocks): TR_EDEADLK there. */
 TR_API int tr_bclient_once(tr_bclient *b, const void *data, size_t len, tr_buf **reply,
                            uint32_t timeout_ms);
 
-/* Whether the connection is open (a snapshot). */
+/* Whether the connection is open (a snapshot); it cannot fail.
+ * Threads: any thread. */
 TR_API bool tr_bclient_is_connected(tr_bclient *b);
 
 /* The error that closed the connection (0: an orderly close; the peer's
- * or our own), once it is closed. */
+ * or our own), once it is closed; 0 while open. It cannot fail.
+ * Threads: any thread. */
 TR_API int tr_bclient_close_reason(tr_bclient *b);
 
 /* Closes the connection (waits until it is closed, at most 5 s: a peer
  * that does not close is then cut off) and frees the client. Frames not
- * read are dropped. NULL is a no-op. */
+ * read are dropped. NULL is a no-op. It cannot fail.
+ * Threads: not on a worker (blocks); there it does nothing. */
 TR_API void tr_bclient_close(tr_bclient *b);
 
 #ifdef __cplusplus

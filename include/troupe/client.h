@@ -27,27 +27,16 @@ typedef struct tr_client_config {
      * addresses tries them in order until one connects, each with this
      * timeout (so a dial may take resolve_timeout_ms + n * this). */
     uint32_t connect_timeout_ms; /* default 5000 */
-    const tr_codec *codec;     /* required */
-    const tr_handler *handler; /* required */
-    void *user;
+    /* What the connection shares with a server's (troupe/conn.h): codec
+     * and handler (both required), timeouts, limits, socket options, TLS
+     * (a client context; see tls_server_name). Client defaults:
+     * idle_timeout_ms 0 = off, keepalive_idle_s 300 (the seed's 5 min). */
+    tr_conn_settings conn;
     /* Called when the dial finished: err 0 (connected; on_open follows) or
      * the failure (TR_ECONNREFUSED, TR_ETIMEDOUT, TR_ENONAME: the name did
      * not resolve, ...; with several addresses, the last one's). Worker
      * thread. */
     void (*on_dial)(tr_conn_id id, int err, void *user);
-    tr_error_action policy[TR_ERR__COUNT];
-    uint32_t idle_timeout_ms;  /* default 0 = off */
-    uint32_t write_timeout_ms; /* default 0 = off */
-    uint32_t linger_ms;        /* default 5000 */
-    size_t max_frame_bytes;    /* default 1 MiB */
-    size_t send_queue_bytes;   /* default 4 MiB */
-    size_t high_watermark, low_watermark; /* default 1 MiB / 256 KiB */
-    tr_overflow send_overflow;
-    bool nodelay;              /* default true */
-    bool keepalive;            /* default true */
-    /* Keep-alive timing, in seconds / probes: idle default 300 (the
-     * seed's 5 min); interval and count 0 = the kernel's. */
-    uint32_t keepalive_idle_s, keepalive_interval_s, keepalive_count;
     /* Reconnect after a failed dial or a lost connection, with capped
      * exponential backoff and jitter; the tr_conn_id stays the same. */
     bool reconnect;
@@ -55,17 +44,14 @@ typedef struct tr_client_config {
     uint32_t backoff_max_ms;   /* default 30000 */
     uint32_t max_attempts;     /* 0 = unlimited */
     int (*on_socket)(int fd, void *user);
-    /* TLS (troupe/tls.h): a client context, or NULL for plain bytes. The
-     * client holds its own reference. tls_server_name is sent as SNI and
-     * verified against the server's certificate (unless the context's
-     * verify is TR_TLS_VERIFY_NONE); NULL: the host of `connect` (an IP
-     * address is verified, not sent). on_dial reports 0 only once the
-     * handshake completed; a failed or timed-out handshake is reported
-     * there (TR_ETLS, TR_ETIMEDOUT) and to on_error, and counts as a
-     * failed dial (reconnect applies). */
-    struct tr_tls *tls;
+    /* TLS (conn.tls): tls_server_name is sent as SNI and verified against
+     * the server's certificate (unless the context's verify is
+     * TR_TLS_VERIFY_NONE); NULL: the host of `connect` (an IP address is
+     * verified, not sent). on_dial reports 0 only once the handshake
+     * completed; a failed or timed-out handshake (conn.tls_handshake_timeout_ms)
+     * is reported there (TR_ETLS, TR_ETIMEDOUT) and to on_error, and counts
+     * as a failed dial (reconnect applies). */
     const char *tls_server_name;
-    uint32_t tls_handshake_timeout_ms; /* default 10000 */
     /* A host name is resolved with c-ares on the connection's worker
      * (never blocking it): the hosts file, then DNS (the servers of
      * /etc/resolv.conf, or of the environment variable TROUPE_DNS_SERVERS,

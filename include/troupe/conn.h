@@ -24,6 +24,7 @@
 
 #include "troupe/actor.h"
 #include "troupe/buf.h"
+#include "troupe/codec.h"
 #include "troupe/error.h"
 
 #ifdef __cplusplus
@@ -81,7 +82,8 @@ typedef enum tr_error_action {
  * handshake that fails or times out (err TR_ETLS / TR_ETIMEDOUT) reaches
  * on_error and the observer, and the connection never opens. */
 
-/* Name of an error class ("peer_reset", ...). Threads: any thread. */
+/* Name of an error class ("peer_reset", ...); never NULL ("unknown" for
+ * a value out of range). Threads: any thread. */
 TR_API const char *tr_error_class_name(tr_error_class cls);
 
 /* Connection callbacks. All run on the connection's worker, inside its
@@ -112,6 +114,45 @@ typedef struct tr_handler {
      * reaching a closed connection are dropped. NULL: dropped. */
     void (*on_message)(tr_conn *c, tr_msg *m, void *user);
 } tr_handler;
+
+struct tr_tls;
+
+/* What every connection of one server or client shares: framing, handler,
+ * error policy, timeouts, limits, socket options and TLS. A member (`conn`)
+ * of tr_server_config and tr_client_config; tr_server_config_defaults and
+ * tr_client_config_defaults fill it with their side's defaults (they
+ * differ where noted). Copied when the server or client is made; the codec,
+ * handler and TLS context it points to must outlive it (a TLS context is
+ * retained). */
+typedef struct tr_conn_settings {
+    const tr_codec *codec;     /* required (TR_ENOCODEC) */
+    const tr_handler *handler; /* required (TR_ENOHANDLER) unless a server's handler_actor is */
+    void *user;                /* handed to every callback */
+    tr_error_action policy[TR_ERR__COUNT]; /* default all TR_DISCONNECT */
+    /* Nothing read or written for this long: TR_ERR_IDLE_TIMEOUT. Server
+     * default 30000, client default 0; 0 = off. */
+    uint32_t idle_timeout_ms;
+    uint32_t write_timeout_ms; /* queued output stuck this long; default 0 = off */
+    uint32_t linger_ms;        /* max wait for the peer's FIN after our half-close; default 5000 */
+    size_t max_frame_bytes;    /* default 1 MiB */
+    size_t send_queue_bytes;   /* per-connection send queue limit; default 4 MiB */
+    size_t high_watermark;     /* default 1 MiB: pause reading, on_writable(false) */
+    size_t low_watermark;      /* default 256 KiB: resume, on_writable(true) */
+    tr_overflow send_overflow; /* full queue: REFUSE (default), DROP_OLDEST, EXIT = disconnect */
+    bool nodelay;              /* TCP_NODELAY; default true (not for Unix sockets) */
+    bool keepalive;            /* SO_KEEPALIVE; default true (not for Unix sockets) */
+    /* Keep-alive timing, in seconds / probes; 0 keeps the kernel's (idle
+     * 7200 s, interval 75 s, 9 probes on Linux). Defaults: all 0 for a
+     * server; for a client idle 300 (the seed's 5 min), the others 0. */
+    uint32_t keepalive_idle_s, keepalive_interval_s, keepalive_count;
+    /* TLS (troupe/tls.h): a server context for a server, a client one for
+     * a client, or NULL for plain bytes. The server or client holds its
+     * own reference. A handshake must complete within
+     * tls_handshake_timeout_ms (default 10000) of the accept or connect,
+     * or the connection is closed (TR_ERR_TLS, TR_ETIMEDOUT). */
+    struct tr_tls *tls;
+    uint32_t tls_handshake_timeout_ms;
+} tr_conn_settings;
 
 /* Messages a handler actor receives (tr_msg_ref holds the tr_conn_id bits;
  * tr_msg_from is the connection actor). */
@@ -145,28 +186,35 @@ typedef struct tr_conn_stats {
 
 /* Encodes and queues one frame; it leaves before the worker next waits for
  * events. Returns 0, TR_EBUFFULL (queue over its limit and the overflow
- * policy refuses: nothing queued), TR_ECLOSED, or TR_EMSGSIZE. */
+ * policy refuses: nothing queued), TR_ECLOSED, TR_EMSGSIZE (over
+ * max_frame_bytes, or the codec refuses the length) or TR_ENOMEM.
+ * Threads: the connection's worker, in its callbacks. */
 TR_API int tr_conn_write(tr_conn *c, const void *data, size_t len);
 
-/* As tr_conn_write with a shared buffer (no copy); the same returns.
- * Takes b in every case. */
+/* As tr_conn_write with a shared buffer (no copy); the same returns, and
+ * TR_EINVAL if b is NULL. Takes b in every case. Threads: the connection's worker, in its
+ * callbacks. */
 TR_API int tr_conn_write_buf(tr_conn *c, tr_buf *b);
 
 /* Graceful close: stops reading frames, flushes the queue, half-closes,
  * waits (bounded) for the peer to close, then closes. on_close follows.
- * Returns 0 (also when already closing), or TR_ECLOSED once closed. */
+ * Returns 0 (also when already closing), or TR_ECLOSED once closed.
+ * Threads: the connection's worker, in its callbacks. */
 TR_API int tr_conn_close(tr_conn *c);
 
 /* Immediate close; unsent data is dropped and the peer sees a reset.
- * Returns 0, or TR_ECLOSED if already closed. */
+ * Returns 0, or TR_ECLOSED if already closed. Threads: the connection's
+ * worker, in its callbacks. */
 TR_API int tr_conn_abort(tr_conn *c);
 
 /* Half-close: after the queue is flushed, shut the write side (the peer
- * reads EOF); reading goes on. Returns 0, or TR_ECLOSED if closing. */
+ * reads EOF); reading goes on. Returns 0, or TR_ECLOSED if closing.
+ * Threads: the connection's worker, in its callbacks. */
 TR_API int tr_conn_shutdown_write(tr_conn *c);
 
 /* Closing or closed; the id (safe anywhere, forever); the user pointer;
- * the counters. They cannot fail. */
+ * the counters. They cannot fail. Threads: the connection's worker, in
+ * its callbacks. */
 TR_API bool tr_conn_is_closed(const tr_conn *c);
 TR_API tr_conn_id tr_conn_get_id(const tr_conn *c);
 TR_API void *tr_conn_user(const tr_conn *c);
@@ -176,7 +224,8 @@ TR_API void tr_conn_stats_get(const tr_conn *c, tr_conn_stats *out);
 /* Peer and local address as "host:port" ("[v6]:port" for IPv6;
  * "unix:/path", "unix:@name", or "unix:" for an unnamed Unix socket such as
  * a client's). Returns the length, or TR_EINVAL if buf is too small (64
- * bytes always do for IP; a Unix path may need 114). */
+ * bytes always do for IP; a Unix path may need 114). Threads: the
+ * connection's worker, in its callbacks. */
 TR_API int tr_conn_peer(const tr_conn *c, char *buf, size_t len);
 TR_API int tr_conn_local(const tr_conn *c, char *buf, size_t len);
 
@@ -189,7 +238,8 @@ typedef struct tr_peer_cred {
 } tr_peer_cred;
 
 /* Fills *out for a Unix stream connection. Returns 0, TR_EINVAL (not a
- * Unix socket, or closed) or a negated errno. */
+ * Unix socket, or closed) or a negated errno. Threads: the connection's
+ * worker, in its callbacks. */
 TR_API int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out);
 
 /* ---- by id ----
@@ -197,12 +247,13 @@ TR_API int tr_conn_peer_cred(const tr_conn *c, tr_peer_cred *out);
 
 /* Queues a frame on the connection behind id (a copy of data). Never
  * blocks. Returns 0, TR_EBUFFULL (over the queue limit: the seed's
- * ErrBufferFull), TR_ECLOSED, TR_EMSGSIZE or TR_ENOMEM. */
+ * ErrBufferFull), TR_ECLOSED, TR_EMSGSIZE or TR_ENOMEM.
+ * Threads: any thread. */
 TR_API int tr_conn_send(tr_conn_id id, const void *data, size_t len);
 
 /* As tr_conn_send with a shared buffer: one buffer, many connections, no
  * copies; the same returns (TR_EINVAL if b is NULL). Takes b in every
- * case. */
+ * case. Threads: any thread. */
 TR_API int tr_conn_send_buf(tr_conn_id id, tr_buf *b);
 
 /* Waits up to timeout_ms for room, then sends (the seed's WriteTimeout /
@@ -214,11 +265,12 @@ TR_API int tr_conn_send_wait(tr_conn_id id, const void *data, size_t len, uint32
 
 /* Asks the connection to close gracefully / abort (tr_conn_close /
  * tr_conn_abort, run on its worker). Returns 0, TR_ECLOSED (gone) or
- * TR_ENOMEM. */
+ * TR_ENOMEM. Threads: any thread. */
 TR_API int tr_conn_close_id(tr_conn_id id);
 TR_API int tr_conn_abort_id(tr_conn_id id);
 
-/* True once the connection is closing or gone (a snapshot). */
+/* True once the connection is closing or gone (a snapshot); it cannot
+ * fail. Threads: any thread. */
 TR_API bool tr_conn_id_is_closed(tr_conn_id id);
 
 #ifdef __cplusplus

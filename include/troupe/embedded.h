@@ -25,40 +25,51 @@ extern "C" {
 
 typedef struct tr_embedded tr_embedded;
 
-/* Creates an open connection from a server config (listen, handler_actor,
- * observer, timeouts and socket settings are ignored; codec and handler
- * are required). on_open runs inside this call. Returns NULL with *err set
- * (TR_ENOCODEC, TR_ENOHANDLER, TR_EINVAL, TR_ENOMEM). */
+/* Creates an open connection from a server config: its `conn` settings
+ * (codec and handler required; timeouts, socket options and TLS are
+ * ignored); listen, handler_actor, observer and the rest are ignored too.
+ * on_open runs inside this call. Returns the connection (*err = 0), or
+ * NULL with *err = TR_ENOCODEC, TR_ENOHANDLER (no handler, or one without
+ * on_frame), TR_EINVAL (cfg NULL, bad limits or policy) or TR_ENOMEM.
+ * Threads: any thread; the connection then belongs to it. */
 TR_API tr_embedded *tr_embedded_new(const tr_server_config *cfg, int *err);
 
 /* Feeds bytes as if read from the socket: decodes, calls the handler, and
  * flushes whatever it wrote. Returns 0, or TR_ECLOSED if the connection is
- * closed (before or because of this input). */
+ * closed (before or because of this input); decode and handler errors go
+ * to the error policy, as on a real connection.
+ * Threads: the connection's thread (the one that uses it). */
 TR_API int tr_embedded_feed(tr_embedded *e, const void *data, size_t len);
 
 /* The peer closed its side (EOF). Returns 0, or TR_ECLOSED if already
- * closed. */
+ * closed. Threads: the connection's thread. */
 TR_API int tr_embedded_feed_eof(tr_embedded *e);
 
-/* Moves up to cap written bytes into buf; returns how many. */
+/* Moves up to cap written bytes into buf. Returns how many (0: none
+ * waiting); it cannot fail. Threads: the connection's thread. */
 TR_API size_t tr_embedded_read(tr_embedded *e, void *buf, size_t cap);
 
-/* Bytes written and not read yet. */
+/* Bytes written and not read yet; it cannot fail. Threads: the
+ * connection's thread. */
 TR_API size_t tr_embedded_pending(const tr_embedded *e);
 
-/* True once closed; tr_embedded_close_reason then gives on_close's reason.
- * tr_embedded_write_shut is true once the write side was shut (the peer
- * would read EOF). */
+/* True once closed; tr_embedded_close_reason then gives on_close's reason
+ * (0: an orderly close; before the close, 0). tr_embedded_write_shut is
+ * true once the write side was shut (the peer would read EOF). They cannot
+ * fail. Threads: the connection's thread. */
 TR_API bool tr_embedded_is_closed(const tr_embedded *e);
 TR_API int tr_embedded_close_reason(const tr_embedded *e);
 TR_API bool tr_embedded_write_shut(const tr_embedded *e);
 
-/* The connection, to call tr_conn_write/close on it from a test. Run
- * tr_embedded_flush afterwards to push out what was written. */
+/* The connection (never NULL), to call tr_conn_write/close on it from a
+ * test; tr_embedded_flush pushes out what was written. They cannot fail.
+ * Threads: the connection's thread. */
 TR_API tr_conn *tr_embedded_conn(tr_embedded *e);
 TR_API void tr_embedded_flush(tr_embedded *e);
 
-/* Closes (abort, if still open: on_close runs) and frees. NULL is a no-op. */
+/* Closes (abort, if still open: on_close runs inside this call, reason
+ * TR_ECLOSED) and frees. NULL is a no-op. It cannot fail.
+ * Threads: the connection's thread. */
 TR_API void tr_embedded_free(tr_embedded *e);
 
 #ifdef __cplusplus

@@ -60,33 +60,21 @@ typedef struct tr_server_config {
      * -EADDRINUSE, a non-socket file with -EEXIST; it is unlinked when the
      * server stops), "unix:@name" (a Linux abstract name: no file). A Unix
      * server has one listener (accept_mode is ignored) and no per-IP limit;
-     * nodelay and keepalive do not apply. */
+     * conn.nodelay and conn.keepalive do not apply. */
     const char *listen;
     int backlog;               /* default 1024 */
-    const tr_codec *codec;     /* required (TR_ENOCODEC), must outlive the server */
-    const tr_handler *handler; /* required unless handler_actor is set (TR_ENOHANDLER) */
+    /* What every connection of the server shares (troupe/conn.h): codec
+     * and handler (both required), timeouts, limits, socket options, TLS.
+     * Server defaults: idle_timeout_ms 30000, keep-alive timing the
+     * kernel's. */
+    tr_conn_settings conn;
     tr_actor_id handler_actor; /* frames go to this actor as TR_MSG_CONN_* instead */
-    void *user;                /* handed to every callback */
-    tr_error_action policy[TR_ERR__COUNT]; /* default all TR_DISCONNECT */
-    uint32_t idle_timeout_ms;  /* default 30000; 0 = off */
-    uint32_t write_timeout_ms; /* default 0 = off */
-    uint32_t linger_ms;        /* max wait for the peer's FIN after our half-close; default 5000 */
-    size_t max_frame_bytes;    /* default 1 MiB */
-    size_t send_queue_bytes;   /* per-connection send queue limit; default 4 MiB */
-    size_t high_watermark;     /* default 1 MiB: pause reading, on_writable(false) */
-    size_t low_watermark;      /* default 256 KiB: resume, on_writable(true) */
-    tr_overflow send_overflow; /* full queue: REFUSE (default), DROP_OLDEST, EXIT = disconnect */
     uint32_t max_connections;  /* default 0 = unlimited */
     tr_admission admission;    /* default TR_ADMIT_CLOSE */
     uint32_t max_per_ip;       /* default 0 = unlimited */
     /* Called on each accepted fd before use (SO_RCVBUF and friends).
      * Return 0, or a negative code to refuse the connection. */
     int (*on_socket)(int fd, void *user);
-    bool nodelay;              /* TCP_NODELAY; default true */
-    bool keepalive;            /* SO_KEEPALIVE; default true */
-    /* Keep-alive timing, in seconds / probes; 0 (default) keeps the
-     * kernel's (idle 7200 s, interval 75 s, 9 probes on Linux). */
-    uint32_t keepalive_idle_s, keepalive_interval_s, keepalive_count;
     tr_accept_mode accept_mode;
     const tr_server_observer *observer;
     /* Unix socket files: permission bits (default 0 = 0600: only this
@@ -94,12 +82,6 @@ typedef struct tr_server_config {
      * file never has wider permissions than asked, not even briefly. */
     uint32_t unix_mode;
     const char *unix_group;
-    /* TLS (troupe/tls.h): a server context, or NULL for plain bytes. The
-     * server holds its own reference. A handshake must complete within
-     * tls_handshake_timeout_ms (default 10000) of the accept, or the
-     * connection is closed (TR_ERR_TLS, TR_ETIMEDOUT). */
-    struct tr_tls *tls;
-    uint32_t tls_handshake_timeout_ms;
     /* A listening socket made elsewhere, served instead of binding
      * `listen` (which is then ignored): systemd socket activation (see
      * tr_listen_fds) or the caller's own. A stream socket, TCP or Unix,

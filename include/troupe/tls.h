@@ -2,7 +2,7 @@
  *
  * A tr_tls is a TLS context: certificates, keys, versions, ciphers, ALPN,
  * peer verification. Give it to a tr_server_config or tr_client_config
- * (`tls` field) and every connection of that server or client speaks TLS
+ * (`conn.tls`) and every connection of that server or client speaks TLS
  * under its codec: codecs and handlers see plaintext only. The handshake
  * runs on the connection's worker without blocking; on_open (or
  * TR_MSG_CONN_OPEN) comes only once it has completed, so a handler never

@@ -38,8 +38,8 @@ static void start(fixture *f, tr_server_config *cfg)
     f->rt = tr_test_runtime(2);
     f->codec = tr_test_codec_line(0);
     cfg->listen = "127.0.0.1:0";
-    cfg->codec = f->codec;
-    cfg->handler = &echo_handler;
+    cfg->conn.codec = f->codec;
+    cfg->conn.handler = &echo_handler;
     f->srv = tr_test_server(f->rt, cfg, f->addr, sizeof(f->addr));
 }
 

@@ -28,8 +28,8 @@ static void echo_config(tr_server_config *cfg, const tr_codec *codec, int listen
     tr_server_config_defaults(cfg);
     cfg->listen = listen_fd >= 0 ? NULL : "127.0.0.1:0";
     cfg->listen_fd = listen_fd;
-    cfg->codec = codec;
-    cfg->handler = &tr_test_echo_handler;
+    cfg->conn.codec = codec;
+    cfg->conn.handler = &tr_test_echo_handler;
 }
 
 static bool fd_is_open(int fd)

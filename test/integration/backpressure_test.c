@@ -96,7 +96,7 @@ static void start(fixture *f, tr_codec *codec, tr_server_config *cfg)
     f->rt = tr_test_runtime(2);
     f->codec = codec;
     cfg->listen = "127.0.0.1:0";
-    cfg->codec = codec;
+    cfg->conn.codec = codec;
     f->srv = tr_test_server(f->rt, cfg, f->addr, sizeof(f->addr));
 }
 
@@ -112,10 +112,10 @@ static void finish(fixture *f)
 static void small_queue_config(tr_server_config *cfg)
 {
     tr_server_config_defaults(cfg);
-    cfg->handler = &bp_handler;
-    cfg->send_queue_bytes = QUEUE;
-    cfg->high_watermark = HIGH;
-    cfg->low_watermark = LOW;
+    cfg->conn.handler = &bp_handler;
+    cfg->conn.send_queue_bytes = QUEUE;
+    cfg->conn.high_watermark = HIGH;
+    cfg->conn.low_watermark = LOW;
     cfg->on_socket = small_buffers;
 }
 
@@ -242,9 +242,9 @@ Test(backpressure, naive_echo_to_a_peer_that_never_reads_stays_bounded)
     fixture f;
     tr_server_config cfg;
     small_queue_config(&cfg);
-    cfg.send_queue_bytes = 1u << 20;
-    cfg.high_watermark = 128 * 1024;
-    cfg.low_watermark = 32 * 1024;
+    cfg.conn.send_queue_bytes = 1u << 20;
+    cfg.conn.high_watermark = 128 * 1024;
+    cfg.conn.low_watermark = 32 * 1024;
     start(&f, tr_test_codec_raw(), &cfg);
     int fd = tr_test_sock_new(f.addr, 16384);
     cr_assert_geq(fd, 0);
@@ -368,7 +368,7 @@ Test(backpressure, send_wait_on_a_worker_returns_edeadlk)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &deadlk_handler;
+    cfg.conn.handler = &deadlk_handler;
     start(&f, tr_test_codec_line(0), &cfg);
     int fd = tr_test_client(f.addr);
     tr_test_roundtrip(fd, "hi\n", "hi\n");
@@ -398,7 +398,7 @@ Test(backpressure, server_free_on_a_worker_returns_edeadlk_and_frees_nothing)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &free_handler;
+    cfg.conn.handler = &free_handler;
     start(&f, tr_test_codec_line(0), &cfg);
     free_me = f.srv;
     int fd = tr_test_client(f.addr);
@@ -491,7 +491,7 @@ Test(backpressure, handler_actor_with_full_mailbox_pauses_reading_and_loses_noth
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = f.codec;
+    cfg.conn.codec = f.codec;
     cfg.handler_actor = hid;
     cfg.accept_mode = TR_ACCEPT_SINGLE;
     cfg.on_socket = small_buffers;
@@ -576,8 +576,8 @@ Test(backpressure, overflow_exit_disconnects_a_peer_that_never_reads)
     fixture f;
     tr_server_config cfg;
     small_queue_config(&cfg);
-    cfg.send_overflow = TR_OVERFLOW_EXIT;
-    cfg.linger_ms = 300;
+    cfg.conn.send_overflow = TR_OVERFLOW_EXIT;
+    cfg.conn.linger_ms = 300;
     start(&f, tr_test_codec_raw(), &cfg);
     int fd = lazy_peer(&f);
     tr_conn_id id = {tr_test_load(&conn_id)};
@@ -628,7 +628,7 @@ Test(backpressure, handler_actor_gets_closed_even_with_a_full_mailbox)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = f.codec;
+    cfg.conn.codec = f.codec;
     cfg.handler_actor = hid;
     cfg.accept_mode = TR_ACCEPT_SINGLE; /* the connection lives on worker 0 */
     f.srv = tr_test_server(f.rt, &cfg, f.addr, sizeof(f.addr));

@@ -42,8 +42,8 @@ static void start(fixture *f)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = f->codec;
-    cfg.handler = &echo;
+    cfg.conn.codec = f->codec;
+    cfg.conn.handler = &echo;
     f->srv = tr_test_server(f->rt, &cfg, f->addr, sizeof(f->addr));
 }
 

@@ -78,8 +78,8 @@ static tr_server *echo_server(tr_runtime *rt, const tr_codec *codec, const char 
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = listen;
-    cfg.codec = codec;
-    cfg.handler = &echo_handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &echo_handler;
     return tr_test_server(rt, &cfg, addr, len);
 }
 
@@ -87,8 +87,8 @@ static void client_config(tr_client_config *cfg, const char *addr, const tr_code
 {
     tr_client_config_defaults(cfg);
     cfg->connect = addr;
-    cfg->codec = codec;
-    cfg->handler = &client_handler;
+    cfg->conn.codec = codec;
+    cfg->conn.handler = &client_handler;
     cfg->on_dial = on_dial;
 }
 
@@ -423,8 +423,8 @@ Test(client, once_times_out_when_no_reply_comes)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = codec;
-    cfg.handler = &silent;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &silent;
     char addr[80];
     tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
     tr_buf *reply = NULL;
@@ -461,8 +461,8 @@ Test(client, once_reports_refused_and_peer_closed)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = codec;
-    cfg.handler = &hangup;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &hangup;
     tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
     cr_assert_eq(tr_client_once(addr, codec, "x", 1, 1024, 5000, &reply), TR_ECLOSED);
     cr_assert_null(reply);
@@ -518,9 +518,9 @@ Test(client, sends_racing_a_lost_connection_keep_the_queue_accounting_right)
     cfg.reconnect = true;
     cfg.backoff_min_ms = 10;
     cfg.backoff_max_ms = 20;
-    cfg.send_queue_bytes = 64 * 1024;
-    cfg.high_watermark = 32 * 1024;
-    cfg.low_watermark = 8 * 1024;
+    cfg.conn.send_queue_bytes = 64 * 1024;
+    cfg.conn.high_watermark = 32 * 1024;
+    cfg.conn.low_watermark = 8 * 1024;
     tr_conn_id id;
     cr_assert_eq(tr_client_connect(rt, &cfg, &id), 0);
     cr_assert(tr_test_wait_ge(&opens, 1, 5000));

@@ -40,10 +40,10 @@ static void fixture_start(fixture *f, tr_codec *codec, const char *listen, const
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = listen;
-    cfg.codec = codec;
-    cfg.handler = h;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = h;
     cfg.observer = obs;
-    cfg.user = user;
+    cfg.conn.user = user;
     f->srv = tr_test_server(f->rt, &cfg, f->addr, sizeof(f->addr));
 }
 

@@ -72,8 +72,8 @@ static void exhaust_and_recover(tr_accept_mode mode)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = codec;
-    cfg.handler = &echo_handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &echo_handler;
     cfg.accept_mode = mode;
     cfg.observer = &observer;
     tr_test_store(&server_errors, 0);

@@ -62,9 +62,9 @@ static void start(fixture *f, tr_codec *codec, tr_server_config *cfg)
     f->rt = tr_test_runtime(2);
     f->codec = codec;
     cfg->listen = "127.0.0.1:0";
-    cfg->codec = codec;
-    if (cfg->handler == NULL) {
-        cfg->handler = &echo_handler;
+    cfg->conn.codec = codec;
+    if (cfg->conn.handler == NULL) {
+        cfg->conn.handler = &echo_handler;
     }
     cfg->observer = &observer;
     f->srv = tr_test_server(f->rt, cfg, f->addr, sizeof(f->addr));
@@ -90,7 +90,7 @@ Test(errors, oversized_line_with_disconnect_closes_the_connection)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.max_frame_bytes = 16;
+    cfg.conn.max_frame_bytes = 16;
     start(&f, tr_test_codec_line(0), &cfg);
     int fd = tr_test_client(f.addr);
     tr_test_roundtrip(fd, "short\n", "short\n");
@@ -121,8 +121,8 @@ Test(errors, oversized_line_with_continue_skips_it_and_keeps_the_connection)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.max_frame_bytes = 16;
-    cfg.policy[TR_ERR_FRAME_TOO_LARGE] = TR_CONTINUE;
+    cfg.conn.max_frame_bytes = 16;
+    cfg.conn.policy[TR_ERR_FRAME_TOO_LARGE] = TR_CONTINUE;
     start(&f, tr_test_codec_line(0), &cfg);
     int fd = tr_test_client(f.addr);
     /* The long line goes in pieces, so the codec sees it exceed the limit
@@ -164,8 +164,8 @@ Test(errors, oversized_length_frame_with_continue_still_disconnects)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.max_frame_bytes = 64;
-    cfg.policy[TR_ERR_FRAME_TOO_LARGE] = TR_CONTINUE;
+    cfg.conn.max_frame_bytes = 64;
+    cfg.conn.policy[TR_ERR_FRAME_TOO_LARGE] = TR_CONTINUE;
     start(&f, tr_test_codec_length(), &cfg);
     int fd = tr_test_client(f.addr);
     unsigned char hdr[4];
@@ -197,8 +197,8 @@ Test(errors, on_error_callback_overrides_the_policy_table)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.max_frame_bytes = 8;
-    cfg.handler = &forgiving; /* policy table says DISCONNECT */
+    cfg.conn.max_frame_bytes = 8;
+    cfg.conn.handler = &forgiving; /* policy table says DISCONNECT */
     start(&f, tr_test_codec_line(0), &cfg);
     int fd = tr_test_client(f.addr);
     tr_test_roundtrip(fd, "0123456789abcdef\nok\n", "ok\n");
@@ -228,7 +228,7 @@ Test(errors, handler_error_disconnects_by_default)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &picky;
+    cfg.conn.handler = &picky;
     start(&f, tr_test_codec_line(0), &cfg);
     int fd = tr_test_client(f.addr);
     cr_assert_eq(tr_test_sock_send_str(fd, "good\nbad\nlost\n"), 0);
@@ -250,8 +250,8 @@ Test(errors, handler_error_with_continue_drops_only_that_frame)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &picky;
-    cfg.policy[TR_ERR_HANDLER] = TR_CONTINUE;
+    cfg.conn.handler = &picky;
+    cfg.conn.policy[TR_ERR_HANDLER] = TR_CONTINUE;
     start(&f, tr_test_codec_line(0), &cfg);
     int fd = tr_test_client(f.addr);
     tr_test_roundtrip(fd, "good\nbad\nkept\n", "good\nkept\n");
@@ -270,7 +270,7 @@ Test(errors, idle_timeout_closes_an_idle_connection_and_spares_an_active_one)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.idle_timeout_ms = 300;
+    cfg.conn.idle_timeout_ms = 300;
     start(&f, tr_test_codec_line(0), &cfg);
     int idle = tr_test_client(f.addr);
     int active = tr_test_client(f.addr);
@@ -369,9 +369,9 @@ Test(errors, peer_gone_while_server_writes_is_an_error_not_a_sigpipe)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &streamer;
+    cfg.conn.handler = &streamer;
     cfg.on_socket = streaming_socket;
-    cfg.high_watermark = 2u << 20;
+    cfg.conn.high_watermark = 2u << 20;
     start(&f, tr_test_codec_raw(), &cfg);
     int fd = tr_test_sock_new(f.addr, 4096);
     cr_assert_geq(fd, 0);
@@ -414,10 +414,10 @@ Test(errors, write_timeout_aborts_a_connection_whose_queue_makes_no_progress)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &flooder;
+    cfg.conn.handler = &flooder;
     cfg.on_socket = streaming_socket;
-    cfg.write_timeout_ms = 200;
-    cfg.idle_timeout_ms = 0;
+    cfg.conn.write_timeout_ms = 200;
+    cfg.conn.idle_timeout_ms = 0;
     start(&f, tr_test_codec_raw(), &cfg);
     int fd = tr_test_sock_new(f.addr, 4096);
     cr_assert_geq(fd, 0);
@@ -455,7 +455,7 @@ Test(errors, on_open_error_closes_the_connection_and_counts_a_refusal)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &refuser;
+    cfg.conn.handler = &refuser;
     start(&f, tr_test_codec_line(0), &cfg);
     int fd = tr_test_client(f.addr);
     cr_assert_eq(tr_test_sock_peek(fd, 5000), 0, "EOF");
@@ -508,10 +508,10 @@ Test(errors, idle_timeout_closes_a_peer_that_stopped_reading)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &flooder;
+    cfg.conn.handler = &flooder;
     cfg.on_socket = streaming_socket;
-    cfg.idle_timeout_ms = 300;
-    cfg.linger_ms = 500;
+    cfg.conn.idle_timeout_ms = 300;
+    cfg.conn.linger_ms = 500;
     start(&f, tr_test_codec_raw(), &cfg);
     int fd = tr_test_sock_new(f.addr, 4096);
     cr_assert_geq(fd, 0);

@@ -39,9 +39,9 @@ static void start(fixture *f, tr_server_config *cfg)
     f->rt = tr_test_runtime(2);
     f->codec = tr_test_codec_line(0);
     cfg->listen = "127.0.0.1:0";
-    cfg->codec = f->codec;
-    if (cfg->handler == NULL) {
-        cfg->handler = &echo;
+    cfg->conn.codec = f->codec;
+    if (cfg->conn.handler == NULL) {
+        cfg->conn.handler = &echo;
     }
     f->srv = tr_test_server(f->rt, cfg, f->addr, sizeof(f->addr));
 }
@@ -82,8 +82,8 @@ static void check_accepted_options(bool on)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.on_socket = read_options;
-    cfg.nodelay = on;
-    cfg.keepalive = on;
+    cfg.conn.nodelay = on;
+    cfg.conn.keepalive = on;
     tr_test_store(&seen_sockets, 0);
     tr_test_store(&seen_nodelay, 99);
     tr_test_store(&seen_keepalive, 99);
@@ -128,8 +128,8 @@ Test(options, dialed_sockets_get_nodelay_and_keepalive)
     tr_client_config cc;
     tr_client_config_defaults(&cc);
     cc.connect = f.addr;
-    cc.codec = f.codec;
-    cc.handler = &client_handler;
+    cc.conn.codec = f.codec;
+    cc.conn.handler = &client_handler;
     cc.on_socket = read_options;
     tr_test_store(&seen_sockets, 0);
     tr_test_store(&client_opened, 0);
@@ -186,9 +186,9 @@ Test(options, keepalive_timing_is_applied_on_both_sides)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.on_socket = read_keepalive;
-    cfg.keepalive_idle_s = 30;
-    cfg.keepalive_interval_s = 5;
-    cfg.keepalive_count = 3;
+    cfg.conn.keepalive_idle_s = 30;
+    cfg.conn.keepalive_interval_s = 5;
+    cfg.conn.keepalive_count = 3;
     tr_test_store(&ka_seen, 0);
     start(&f, &cfg);
     int fd = tr_test_client(f.addr);
@@ -202,10 +202,10 @@ Test(options, keepalive_timing_is_applied_on_both_sides)
     /* A client keeps the seed's 5-minute idle by default. */
     tr_client_config cc;
     tr_client_config_defaults(&cc);
-    cr_assert_eq(cc.keepalive_idle_s, 300);
+    cr_assert_eq(cc.conn.keepalive_idle_s, 300);
     cc.connect = f.addr;
-    cc.codec = f.codec;
-    cc.handler = &client_handler;
+    cc.conn.codec = f.codec;
+    cc.conn.handler = &client_handler;
     cc.on_socket = read_client_keepalive;
     tr_test_store(&client_opened, 0);
     tr_conn_id id;
@@ -261,8 +261,8 @@ Test(options, continue_after_an_idle_timeout_keeps_the_connection)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.idle_timeout_ms = 100;
-    cfg.policy[TR_ERR_IDLE_TIMEOUT] = TR_CONTINUE;
+    cfg.conn.idle_timeout_ms = 100;
+    cfg.conn.policy[TR_ERR_IDLE_TIMEOUT] = TR_CONTINUE;
     start(&f, &cfg);
     int fd = tr_test_client(f.addr);
     tr_test_roundtrip(fd, "before\n", "before\n");
@@ -301,7 +301,7 @@ Test(options, close_cuts_a_running_shutdown_short)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.linger_ms = 30000; /* a peer that never closes holds the drain */
+    cfg.conn.linger_ms = 30000; /* a peer that never closes holds the drain */
     start(&f, &cfg);
     int fd = tr_test_client(f.addr);
     tr_test_roundtrip(fd, "hold\n", "hold\n");
@@ -366,15 +366,15 @@ Test(options, a_clients_on_error_sees_a_frame_too_large)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &long_replier;
+    cfg.conn.handler = &long_replier;
     start(&f, &cfg);
     tr_test_store(&client_errors, 0);
     tr_client_config cc;
     tr_client_config_defaults(&cc);
     cc.connect = f.addr;
-    cc.codec = f.codec;
-    cc.handler = &erring_client;
-    cc.max_frame_bytes = 8; /* the server's reply is too large for it */
+    cc.conn.codec = f.codec;
+    cc.conn.handler = &erring_client;
+    cc.conn.max_frame_bytes = 8; /* the server's reply is too large for it */
     tr_conn_id id;
     cr_assert_eq(tr_client_connect(f.rt, &cc, &id), 0);
     cr_assert(tr_test_wait_ge(&client_errors, 1, 5000), "the client's on_error never ran");
@@ -442,10 +442,10 @@ static void start_waiter_server(fixture *f)
     chunk[sizeof(chunk) - 1] = '\n';
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &record_handler;
-    cfg.send_queue_bytes = 256 * 1024;
-    cfg.high_watermark = 128 * 1024;
-    cfg.low_watermark = 64 * 1024;
+    cfg.conn.handler = &record_handler;
+    cfg.conn.send_queue_bytes = 256 * 1024;
+    cfg.conn.high_watermark = 128 * 1024;
+    cfg.conn.low_watermark = 64 * 1024;
     start(f, &cfg);
 }
 

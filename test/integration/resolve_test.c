@@ -76,8 +76,8 @@ static tr_server *echo_server(tr_runtime *rt, const tr_codec *codec, const char 
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = listen;
-    cfg.codec = codec;
-    cfg.handler = &tr_test_echo_handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &tr_test_echo_handler;
     return tr_test_server(rt, &cfg, addr, 64);
 }
 
@@ -85,8 +85,8 @@ static void client_config(tr_client_config *cfg, const char *addr, const tr_code
 {
     tr_client_config_defaults(cfg);
     cfg->connect = addr;
-    cfg->codec = codec;
-    cfg->handler = &client_handler;
+    cfg->conn.codec = codec;
+    cfg->conn.handler = &client_handler;
     cfg->on_dial = on_dial;
 }
 
@@ -432,8 +432,8 @@ Test(resolve, server_listens_on_a_name_and_start_reports_enoname)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "nosuch.troupe.test:0";
-    cfg.codec = codec;
-    cfg.handler = &tr_test_echo_handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &tr_test_echo_handler;
     int err = 1;
     srv = tr_server_new(rt, &cfg, &err);
     cr_assert_not_null(srv, "a name is only resolved at start: %s", tr_strerror(err));

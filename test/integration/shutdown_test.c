@@ -75,7 +75,7 @@ static void start(fixture *f, tr_codec *codec, tr_server_config *cfg)
     f->rt = tr_test_runtime(2);
     f->codec = codec;
     cfg->listen = "127.0.0.1:0";
-    cfg->codec = codec;
+    cfg->conn.codec = codec;
     cfg->on_socket = small_sndbuf;
     int err = 1;
     f->srv = tr_server_new(f->rt, cfg, &err);
@@ -156,8 +156,8 @@ Test(shutdown, graceful_drain_of_100_connections_delivers_every_byte_before_fin)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &big_handler;
-    cfg.linger_ms = 20000; /* the clients read one after the other */
+    cfg.conn.handler = &big_handler;
+    cfg.conn.linger_ms = 20000; /* the clients read one after the other */
     start(&f, tr_test_codec_raw(), &cfg);
     int fds[NCLIENTS];
     for (int i = 0; i < NCLIENTS; i++) {
@@ -212,7 +212,7 @@ Test(shutdown, peer_that_never_reads_makes_shutdown_report_a_timeout)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &big_handler;
+    cfg.conn.handler = &big_handler;
     start(&f, tr_test_codec_raw(), &cfg);
     int lazy = lazy_client(&f);
     int good = tr_test_sock_connect(f.addr, NULL, 5000);
@@ -252,7 +252,7 @@ Test(shutdown, peer_that_never_closes_is_forced_at_the_deadline)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &big_handler;
+    cfg.conn.handler = &big_handler;
     start(&f, tr_test_codec_raw(), &cfg);
     int fd = tr_test_sock_connect(f.addr, NULL, 5000);
     cr_assert_geq(fd, 0);
@@ -276,7 +276,7 @@ Test(shutdown, close_is_immediate_and_resets_every_connection)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &big_handler;
+    cfg.conn.handler = &big_handler;
     start(&f, tr_test_codec_raw(), &cfg);
     enum { N = 20 };
     int fds[N];
@@ -322,7 +322,7 @@ Test(shutdown, on_shutdown_goodbye_frame_arrives_before_eof)
     fixture f;
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.handler = &bye_handler;
+    cfg.conn.handler = &bye_handler;
     start(&f, tr_test_codec_line(0), &cfg);
     int fd = tr_test_client(f.addr);
     tr_test_roundtrip(fd, "hi\n", "hi\n");
@@ -382,7 +382,7 @@ Test(shutdown, handler_actor_goodbye_arrives_before_eof)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = f.codec;
+    cfg.conn.codec = f.codec;
     cfg.handler_actor = hid;
     f.srv = tr_test_server(f.rt, &cfg, f.addr, sizeof(f.addr));
     int fds[3];

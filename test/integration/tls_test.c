@@ -155,12 +155,12 @@ static void start_with(fixture *f, const tr_tls_config *tc, const char *listen,
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = listen;
-    cfg.codec = f->codec;
-    cfg.handler = &echo;
-    cfg.tls = f->tls;
-    cfg.linger_ms = 300; /* a drain waits this long for the peer's EOF */
+    cfg.conn.codec = f->codec;
+    cfg.conn.handler = &echo;
+    cfg.conn.tls = f->tls;
+    cfg.conn.linger_ms = 300; /* a drain waits this long for the peer's EOF */
     if (handshake_ms) {
-        cfg.tls_handshake_timeout_ms = handshake_ms;
+        cfg.conn.tls_handshake_timeout_ms = handshake_ms;
     }
     f->srv = tr_test_server(f->rt, &cfg, f->addr, sizeof(f->addr));
     f->port = tr_server_port(f->srv);
@@ -632,9 +632,9 @@ Test(tls, bad_configs_say_what_is_wrong, .init = suite_init, .fini = suite_fini)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = codec;
-    cfg.handler = &echo;
-    cfg.tls = client;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &echo;
+    cfg.conn.tls = client;
     cr_assert_null(tr_server_new(rt, &cfg, &err));
     cr_assert_eq(err, TR_EINVAL);
     tr_tls_free(client);
@@ -730,10 +730,10 @@ static tr_conn_id dial(tr_runtime *rt, tr_codec *codec, const char *addr, tr_tls
     tr_client_config cc;
     tr_client_config_defaults(&cc);
     cc.connect = addr;
-    cc.codec = codec;
-    cc.handler = &client_handler;
+    cc.conn.codec = codec;
+    cc.conn.handler = &client_handler;
     cc.on_dial = on_dial;
-    cc.tls = tls;
+    cc.conn.tls = tls;
     cc.tls_server_name = name;
     tr_conn_id id;
     cr_assert_eq(tr_client_connect(rt, &cc, &id), 0);

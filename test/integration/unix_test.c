@@ -80,8 +80,8 @@ static void config(fixture *f, tr_server_config *cfg, const char *listen)
 {
     tr_server_config_defaults(cfg);
     cfg->listen = listen;
-    cfg->codec = f->codec;
-    cfg->handler = &echo;
+    cfg->conn.codec = f->codec;
+    cfg->conn.handler = &echo;
 }
 
 static void setup(fixture *f)
@@ -325,8 +325,8 @@ Test(unix, the_event_driven_and_one_shot_clients_dial_a_path)
     tr_client_config cc;
     tr_client_config_defaults(&cc);
     cc.connect = listen;
-    cc.codec = f.codec;
-    cc.handler = &client_handler;
+    cc.conn.codec = f.codec;
+    cc.conn.handler = &client_handler;
     tr_conn_id id;
     cr_assert_eq(tr_client_connect(f.rt, &cc, &id), 0);
     cr_assert(tr_test_wait_ge(&client_frames, 1, 5000), "the echo came back");

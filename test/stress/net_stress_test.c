@@ -88,9 +88,9 @@ Test(net_stress, abort_by_id_from_another_connection_closes_it_on_a_quiet_loop)
         tr_server_config cfg;
         tr_server_config_defaults(&cfg);
         cfg.listen = "127.0.0.1:0";
-        cfg.codec = codec;
-        cfg.handler = &quiet_handler;
-        cfg.idle_timeout_ms = 0;
+        cfg.conn.codec = codec;
+        cfg.conn.handler = &quiet_handler;
+        cfg.conn.idle_timeout_ms = 0;
         char addr[80];
         tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
         int fb = tr_test_client(addr);
@@ -239,8 +239,8 @@ static tr_server *sink_server(tr_runtime *rt, const tr_codec *codec, char *addr,
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = codec;
-    cfg.handler = &sink_handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &sink_handler;
     return tr_test_server(rt, &cfg, addr, len);
 }
 
@@ -258,12 +258,12 @@ Test(net_stress, sends_racing_a_client_teardown_return_closed_without_crashing)
         tr_client_config cfg;
         tr_client_config_defaults(&cfg);
         cfg.connect = addr;
-        cfg.codec = codec;
-        cfg.handler = &sink_handler;
+        cfg.conn.codec = codec;
+        cfg.conn.handler = &sink_handler;
         /* A small queue keeps the mailbox a teardown must free small. */
-        cfg.send_queue_bytes = QUEUE_BYTES;
-        cfg.high_watermark = QUEUE_BYTES / 2;
-        cfg.low_watermark = QUEUE_BYTES / 4;
+        cfg.conn.send_queue_bytes = QUEUE_BYTES;
+        cfg.conn.high_watermark = QUEUE_BYTES / 2;
+        cfg.conn.low_watermark = QUEUE_BYTES / 4;
         tr_conn_id id;
         cr_assert_eq(tr_client_connect(rt, &cfg, &id), 0);
         /* Both ends opened: the client's and the server's. */
@@ -332,11 +332,11 @@ Test(net_stress, sends_racing_server_close_and_free_return_closed_without_crashi
         tr_server_config cfg;
         tr_server_config_defaults(&cfg);
         cfg.listen = "127.0.0.1:0";
-        cfg.codec = codec;
-        cfg.handler = &record_handler;
-        cfg.send_queue_bytes = QUEUE_BYTES;
-        cfg.high_watermark = QUEUE_BYTES / 2;
-        cfg.low_watermark = QUEUE_BYTES / 4;
+        cfg.conn.codec = codec;
+        cfg.conn.handler = &record_handler;
+        cfg.conn.send_queue_bytes = QUEUE_BYTES;
+        cfg.conn.high_watermark = QUEUE_BYTES / 2;
+        cfg.conn.low_watermark = QUEUE_BYTES / 4;
         char addr[80];
         tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
         int fds[MAX_IDS];
@@ -462,7 +462,7 @@ Test(net_stress, drop_oldest_handler_gets_one_open_and_one_closed_per_connection
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = codec;
+    cfg.conn.codec = codec;
     cfg.handler_actor = hid;
     char addr[80];
     tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
@@ -552,9 +552,9 @@ Test(net_stress, a_runtime_forced_down_with_open_idle_connections_frees_them_cle
         tr_server_config cfg;
         tr_server_config_defaults(&cfg);
         cfg.listen = "127.0.0.1:0";
-        cfg.codec = codec;
-        cfg.handler = &forced_handler;
-        cfg.linger_ms = 30000; /* the drain waits for peers that never close */
+        cfg.conn.codec = codec;
+        cfg.conn.handler = &forced_handler;
+        cfg.conn.linger_ms = 30000; /* the drain waits for peers that never close */
         char addr[80];
         tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
         int fds[8];

@@ -48,8 +48,8 @@ static int server_parse(const char *s)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = s;
-    cfg.codec = codec;
-    cfg.handler = &handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &handler;
     int err = 1;
     tr_server *srv = tr_server_new(rt, &cfg, &err);
     cr_assert_eq(srv == NULL, err != 0, "a server exactly when no error");
@@ -62,8 +62,8 @@ static int client_parse(const char *s)
     tr_client_config cfg;
     tr_client_config_defaults(&cfg);
     cfg.connect = s;
-    cfg.codec = codec;
-    cfg.handler = &handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &handler;
     tr_conn_id id = {0};
     return tr_client_connect(rt, &cfg, &id);
 }
@@ -166,10 +166,10 @@ Test(addr, config_errors_name_what_is_missing)
     /* The codec is checked first, then the handler, then the address. */
     cr_assert_null(tr_server_new(rt, &cfg, &err));
     cr_assert_eq(err, TR_ENOCODEC);
-    cfg.codec = codec;
+    cfg.conn.codec = codec;
     cr_assert_null(tr_server_new(rt, &cfg, &err));
     cr_assert_eq(err, TR_ENOHANDLER);
-    cfg.handler = &handler;
+    cfg.conn.handler = &handler;
     cr_assert_null(tr_server_new(rt, &cfg, &err));
     cr_assert_eq(err, TR_EADDR);
     cfg.listen = "127.0.0.1:0";
@@ -184,8 +184,8 @@ Test(addr, an_unstarted_server_has_no_address)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = codec;
-    cfg.handler = &handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &handler;
     int err = 1;
     tr_server *srv = tr_server_new(rt, &cfg, &err);
     cr_assert_not_null(srv);
@@ -202,8 +202,8 @@ Test(addr, embedded_connection_has_no_peer_and_small_buffers_are_refused)
 {
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
-    cfg.codec = codec;
-    cfg.handler = &handler;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &handler;
     int err = 1;
     tr_embedded *e = tr_embedded_new(&cfg, &err);
     cr_assert_not_null(e);

@@ -116,8 +116,8 @@ static tr_embedded *emb_new(const tr_server_config *cfg)
 static void config(tr_server_config *cfg, const tr_codec *codec, const tr_handler *h)
 {
     tr_server_config_defaults(cfg);
-    cfg->codec = codec;
-    cfg->handler = h;
+    cfg->conn.codec = codec;
+    cfg->conn.handler = h;
 }
 
 /* Reads everything written so far as a NUL-terminated string. */
@@ -147,7 +147,7 @@ Test(embedded, new_refuses_missing_codec_and_handler)
     cr_assert_null(tr_embedded_new(&cfg, &err));
     cr_assert_eq(err, TR_ENOHANDLER);
     config(&cfg, codec, &handler);
-    cfg.low_watermark = cfg.high_watermark + 1;
+    cfg.conn.low_watermark = cfg.conn.high_watermark + 1;
     cr_assert_null(tr_embedded_new(&cfg, &err));
     cr_assert_eq(err, TR_EINVAL);
     cr_assert_null(tr_embedded_new(NULL, &err));
@@ -271,7 +271,7 @@ Test(embedded, oversized_line_closes_with_emsgsize)
     tr_codec *codec = line_codec();
     tr_server_config cfg;
     config(&cfg, codec, &handler_err);
-    cfg.max_frame_bytes = 8;
+    cfg.conn.max_frame_bytes = 8;
     tr_embedded *e = emb_new(&cfg);
     cr_assert_eq(tr_embedded_feed(e, "ok\n123456789\nlost\n", 18), TR_ECLOSED);
     cr_assert(tr_embedded_is_closed(e));
@@ -303,7 +303,7 @@ Test(embedded, continue_skips_an_oversized_line_and_counts_it_once)
     tr_codec *codec = line_codec();
     tr_server_config cfg;
     config(&cfg, codec, &handler_continue);
-    cfg.max_frame_bytes = 8;
+    cfg.conn.max_frame_bytes = 8;
     /* The long line arrives in three feeds: still one error. */
     tr_embedded *e = emb_new(&cfg);
     cr_assert_eq(tr_embedded_feed(e, "a\n0123456789", 12), 0);
@@ -345,13 +345,13 @@ Test(embedded, handler_error_follows_the_policy_table)
     static const tr_handler h = {.on_frame = failing_frame, .on_close = h_close};
     tr_server_config cfg;
     config(&cfg, codec, &h);
-    cfg.policy[TR_ERR_HANDLER] = TR_CONTINUE;
+    cfg.conn.policy[TR_ERR_HANDLER] = TR_CONTINUE;
     tr_embedded *e = emb_new(&cfg);
     cr_assert_eq(tr_embedded_feed(e, "bad\nok\n", 7), 0);
     cr_assert_str_eq(log_buf, "[bad][ok]");
     tr_embedded_free(e);
     log_reset();
-    cfg.policy[TR_ERR_HANDLER] = TR_DISCONNECT;
+    cfg.conn.policy[TR_ERR_HANDLER] = TR_DISCONNECT;
     e = emb_new(&cfg);
     cr_assert_eq(tr_embedded_feed(e, "bad\nok\n", 7), TR_ECLOSED);
     cr_assert_str_eq(log_buf, "[bad]Cmalformed frame");
@@ -478,7 +478,7 @@ Test(embedded, write_larger_than_max_frame_is_emsgsize)
     tr_codec *codec = line_codec();
     tr_server_config cfg;
     config(&cfg, codec, &handler);
-    cfg.max_frame_bytes = 4;
+    cfg.conn.max_frame_bytes = 4;
     tr_embedded *e = emb_new(&cfg);
     tr_conn *c = tr_embedded_conn(e);
     cr_assert_eq(tr_conn_write(c, "12345", 5), TR_EMSGSIZE);

@@ -71,8 +71,8 @@ static tr_embedded *emb_new(const tr_server_config *cfg)
 static void config(tr_server_config *cfg, const tr_codec *codec, const tr_handler *h)
 {
     tr_server_config_defaults(cfg);
-    cfg->codec = codec;
-    cfg->handler = h;
+    cfg->conn.codec = codec;
+    cfg->conn.handler = h;
 }
 
 static const char *out_of(tr_embedded *e)
@@ -105,9 +105,9 @@ Test(outq, writes_past_the_high_watermark_report_unwritable_then_writable)
     tr_codec *codec = line_codec();
     tr_server_config cfg;
     config(&cfg, codec, &burst);
-    cfg.send_queue_bytes = 64;
-    cfg.high_watermark = 10;
-    cfg.low_watermark = 0;
+    cfg.conn.send_queue_bytes = 64;
+    cfg.conn.high_watermark = 10;
+    cfg.conn.low_watermark = 0;
     tr_embedded *e = emb_new(&cfg);
     /* 4 frames of 3 bytes: the 4th passes 10 queued bytes. Flushing
      * empties the queue: writable again. */
@@ -124,9 +124,9 @@ Test(outq, writes_past_the_queue_limit_are_refused_and_counted)
     tr_codec *codec = line_codec();
     tr_server_config cfg;
     config(&cfg, codec, &burst);
-    cfg.send_queue_bytes = 10;
-    cfg.high_watermark = 10;
-    cfg.low_watermark = 5;
+    cfg.conn.send_queue_bytes = 10;
+    cfg.conn.high_watermark = 10;
+    cfg.conn.low_watermark = 5;
     tr_embedded *e = emb_new(&cfg);
     cr_assert_eq(tr_embedded_feed(e, "5\n", 2), 0);
     cr_assert_str_eq(log_buf, "+++!!", "3 + 3 + 3 bytes fit in 10");
@@ -150,10 +150,10 @@ Test(outq, drop_oldest_keeps_the_newest_frames)
     tr_codec *codec = line_codec();
     tr_server_config cfg;
     config(&cfg, codec, &burst);
-    cfg.send_queue_bytes = 9;
-    cfg.high_watermark = 9;
-    cfg.low_watermark = 0;
-    cfg.send_overflow = TR_OVERFLOW_DROP_OLDEST;
+    cfg.conn.send_queue_bytes = 9;
+    cfg.conn.high_watermark = 9;
+    cfg.conn.low_watermark = 0;
+    cfg.conn.send_overflow = TR_OVERFLOW_DROP_OLDEST;
     tr_embedded *e = emb_new(&cfg);
     cr_assert_eq(tr_embedded_feed(e, "6\n", 2), 0);
     cr_assert_str_eq(log_buf, "++++++", "drop-oldest accepts every write");
@@ -181,10 +181,10 @@ Test(outq, overflow_exit_disconnects_with_ebuffull)
     tr_codec *codec = line_codec();
     tr_server_config cfg;
     config(&cfg, codec, &burst_exit);
-    cfg.send_queue_bytes = 6;
-    cfg.high_watermark = 6;
-    cfg.low_watermark = 0;
-    cfg.send_overflow = TR_OVERFLOW_EXIT;
+    cfg.conn.send_queue_bytes = 6;
+    cfg.conn.high_watermark = 6;
+    cfg.conn.low_watermark = 0;
+    cfg.conn.send_overflow = TR_OVERFLOW_EXIT;
     tr_embedded *e = emb_new(&cfg);
     cr_assert_eq(tr_embedded_feed(e, "3\n", 2), TR_ECLOSED);
     cr_assert_str_eq(log_buf, "++Esend_overflow!Cqueue full; try again later");
@@ -218,7 +218,7 @@ Test(outq, write_buf_shares_the_buffer_and_releases_it_once_written)
     tr_buf *b = tr_buf_copy("shared", 6);
     tr_server_config cfg;
     config(&cfg, codec, &buf_handler);
-    cfg.user = b;
+    cfg.conn.user = b;
     tr_embedded *e = emb_new(&cfg);
     cr_assert_eq(tr_embedded_feed(e, "go\n", 3), 0);
     cr_assert_str_eq(log_buf, "4", "queued: three references besides ours");
@@ -304,10 +304,10 @@ Test(outq, drop_oldest_with_shared_buffers_keeps_the_newest)
     tr_codec *codec = line_codec();
     tr_server_config cfg;
     config(&cfg, codec, &burst);
-    cfg.send_queue_bytes = 4;
-    cfg.high_watermark = 4;
-    cfg.low_watermark = 0;
-    cfg.send_overflow = TR_OVERFLOW_DROP_OLDEST;
+    cfg.conn.send_queue_bytes = 4;
+    cfg.conn.high_watermark = 4;
+    cfg.conn.low_watermark = 0;
+    cfg.conn.send_overflow = TR_OVERFLOW_DROP_OLDEST;
     tr_embedded *e = emb_new(&cfg);
     tr_conn *c = tr_embedded_conn(e);
     tr_buf *b = tr_buf_copy("xyz", 3);
