@@ -510,10 +510,10 @@ static void conn_receive(tr_actor *self, tr_msg *m)
         break;
     default:
         /* An application message to the connection as an actor. */
-        if (m->type >= TR_MSG_USER && !(c->flags & F_CLOSED) && c->cfg->handler != NULL &&
-            c->cfg->handler->on_message != NULL) {
+        if (m->type >= TR_MSG_USER && !(c->flags & F_CLOSED) && c->cfg->conn.handler != NULL &&
+            c->cfg->conn.handler->on_message != NULL) {
             tr__conn_ctx x = tr__conn_enter(c);
-            c->cfg->handler->on_message(c, m, c->cfg->user);
+            c->cfg->conn.handler->on_message(c, m, c->cfg->conn.user);
             tr__conn_leave(x);
         }
         break;

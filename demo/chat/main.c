@@ -133,17 +133,17 @@ static tr_server *serve(chat *ch, const options *o, const char *listen, tr_codec
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = listen;
-    cfg.codec = codec;
-    cfg.handler = &chat_session_handler;
-    cfg.user = ch;
-    cfg.max_frame_bytes = IRC_MAX_LINE - 2;
-    cfg.idle_timeout_ms = (uint32_t)o->ping_s * 1000;
-    cfg.send_queue_bytes = ch->cfg.sendq_bytes;
-    cfg.high_watermark = ch->cfg.sendq_bytes / 2;
-    cfg.low_watermark = ch->cfg.sendq_bytes / 8;
-    cfg.send_overflow = TR_OVERFLOW_EXIT;
-    cfg.linger_ms = 2000;
-    cfg.tls = tls;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &chat_session_handler;
+    cfg.conn.user = ch;
+    cfg.conn.max_frame_bytes = IRC_MAX_LINE - 2;
+    cfg.conn.idle_timeout_ms = (uint32_t)o->ping_s * 1000;
+    cfg.conn.send_queue_bytes = ch->cfg.sendq_bytes;
+    cfg.conn.high_watermark = ch->cfg.sendq_bytes / 2;
+    cfg.conn.low_watermark = ch->cfg.sendq_bytes / 8;
+    cfg.conn.send_overflow = TR_OVERFLOW_EXIT;
+    cfg.conn.linger_ms = 2000;
+    cfg.conn.tls = tls;
     int err;
     tr_server *srv = tr_server_new(ch->rt, &cfg, &err);
     if (srv == NULL || (err = tr_server_start(srv)) < 0) {

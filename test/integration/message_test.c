@@ -62,8 +62,8 @@ Test(message, messages_to_a_connection_reach_on_message_in_order)
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
-    cfg.codec = codec;
-    cfg.handler = &h;
+    cfg.conn.codec = codec;
+    cfg.conn.handler = &h;
     char addr[64];
     tr_server *srv = tr_test_server(rt, &cfg, addr, sizeof(addr));
     int fd = tr_test_client(addr);

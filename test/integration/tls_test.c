@@ -948,9 +948,9 @@ Test(tls, troupe_client_with_a_certificate_and_alpn_against_mutual_tls, .init = 
     tr_client_config ccfg;
     tr_client_config_defaults(&ccfg);
     ccfg.connect = f.addr;
-    ccfg.codec = f.codec;
-    ccfg.handler = &h;
-    ccfg.tls = ctls;
+    ccfg.conn.codec = f.codec;
+    ccfg.conn.handler = &h;
+    ccfg.conn.tls = ctls;
     ccfg.tls_server_name = "localhost";
     tr_conn_id id;
     cr_assert_eq(tr_client_connect(f.rt, &ccfg, &id), 0);
