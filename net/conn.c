@@ -109,6 +109,11 @@ void tr__conn_update_reading(tr_conn *c)
     if (want && !(f & F_READING)) {
         ev_io_start(c->nw->loop, &c->rio);
         c->flags |= F_READING;
+        if (c->tp->pending != NULL && c->tp->pending(c) > 0) {
+            /* Bytes the transport already read (TLS) make no event of
+             * their own: the loop runs the reader as if they did. */
+            ev_feed_event(c->nw->loop, &c->rio, EV_READ);
+        }
     } else if (!want && (f & F_READING)) {
         ev_io_stop(c->nw->loop, &c->rio);
         c->flags &= ~F_READING;

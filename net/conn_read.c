@@ -209,6 +209,13 @@ void tr__conn_read_some(tr_conn *c)
         tr__conn_finish_close(c, (int)r, true);
         break;
     }
+    if ((c->flags & (F_READING | F_CLOSED)) == F_READING && c->tp->pending != NULL &&
+        c->tp->pending(c) > 0) {
+        /* Stopped at the budget with bytes the transport holds (TLS): no
+         * event will come for them, so the loop makes one, after the
+         * other connections' turns. */
+        ev_feed_event(c->nw->loop, &c->rio, EV_READ);
+    }
 }
 
 void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents)

@@ -19,6 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -27,19 +32,167 @@
 #include "tls_impl.h"
 #include "troupe/log.h"
 
-#define CHUNK 16384 /* one full TLS record of plaintext */
+#define CHUNK 16384      /* one full TLS record of plaintext */
+#define RAW_BYTES 65536  /* one read(2) of ciphertext */
 
 typedef struct tls_conn {
     SSL *ssl;
     tr__tls_gen *gen;
     const tr__transport *under; /* the fd transport, back after close */
+    int fd;
+    /* Ciphertext for BoringSSL: `in` points into this thread's read
+     * buffer during one call; `held` keeps what was left over. */
+    const unsigned char *in;
+    size_t in_len;
+    unsigned char *held;
+    size_t held_len, held_off;
+    bool in_full;  /* the last read(2) filled the buffer: more may wait */
+    bool eof;      /* read(2) saw the end */
+    int sock_err;  /* read(2) failed with this errno */
     bool shut_sent;
-    char err[160];              /* the last failure's reason */
+    char err[160]; /* the last failure's reason */
 } tls_conn;
 
 static tls_conn *T(const tr_conn *c)
 {
     return c->tp_state;
+}
+
+/* ---- the BIO: ciphertext from memory in, send(2) out ---- */
+
+static int bio_read(BIO *b, char *out, int len)
+{
+    tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    const unsigned char *src = NULL;
+    size_t avail = 0;
+    if (t->held_len > t->held_off) {
+        src = t->held + t->held_off;
+        avail = t->held_len - t->held_off;
+    } else if (t->in_len > 0) {
+        src = t->in;
+        avail = t->in_len;
+    } else if (t->sock_err != 0) {
+        errno = t->sock_err;
+        return -1;
+    } else if (t->eof) {
+        return 0;
+    } else {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = avail < (size_t)len ? avail : (size_t)len;
+    memcpy(out, src, n);
+    if (src != t->in) {
+        t->held_off += n;
+        if (t->held_off == t->held_len) {
+            free(t->held);
+            t->held = NULL;
+            t->held_len = t->held_off = 0;
+        }
+    } else {
+        t->in += n;
+        t->in_len -= n;
+    }
+    return (int)n;
+}
+
+static int bio_write(BIO *b, const char *in, int len)
+{
+    tls_conn *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t r = send(t->fd, in, (size_t)len, MSG_NOSIGNAL);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        BIO_set_retry_write(b);
+    }
+    return r < 0 ? -1 : (int)r;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static void bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "troupe");
+    if (m != NULL && BIO_meth_set_read(m, bio_read) && BIO_meth_set_write(m, bio_write) &&
+        BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create)) {
+        bio_method = m; /* for the life of the process */
+    }
+}
+
+/* One read(2) into this thread's buffer, for BoringSSL to take from.
+ * Returns false when there was nothing to read (EAGAIN). */
+static bool fill(tls_conn *t)
+{
+    static _Thread_local unsigned char raw[RAW_BYTES];
+    ssize_t r = read(t->fd, raw, sizeof(raw));
+    t->in_full = false;
+    if (r > 0) {
+        t->in = raw;
+        t->in_len = (size_t)r;
+        t->in_full = (size_t)r == sizeof(raw);
+        return true;
+    }
+    if (r == 0) {
+        t->eof = true;
+        return true;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return false;
+    }
+    t->sock_err = errno;
+    return true;
+}
+
+/* Keeps what BoringSSL did not take of this call's read: the buffer
+ * belongs to the thread, not to the connection. */
+static void stash(tls_conn *t)
+{
+    if (t->in_len == 0) {
+        return;
+    }
+    size_t keep = t->held_len - t->held_off;
+    unsigned char *h = malloc(keep + t->in_len);
+    if (h == NULL) {
+        t->sock_err = ENOMEM; /* the stream cannot go on without these bytes */
+    } else {
+        if (keep > 0) {
+            memcpy(h, t->held + t->held_off, keep);
+        }
+        memcpy(h + keep, t->in, t->in_len);
+        free(t->held);
+        t->held = h;
+        t->held_len = keep + t->in_len;
+        t->held_off = 0;
+    }
+    t->in = NULL;
+    t->in_len = 0;
+}
+
+/* Whether an SSL call that wants to read may have more after a read(2):
+ * once per call, and again while reads fill the buffer. */
+static bool refill(tls_conn *t, int ret, bool *filled)
+{
+    if (SSL_get_error(t->ssl, ret) != SSL_ERROR_WANT_READ || t->eof || t->sock_err != 0 ||
+        t->in_len > 0 || (*filled && !t->in_full)) {
+        return false;
+    }
+    *filled = true;
+    return fill(t);
 }
 
 /* Maps a failed SSL call. Keeps the reason, logs it and clears the error
@@ -81,17 +234,24 @@ static ssize_t tls_read(tr_conn *c, void *buf, size_t len)
 {
     tls_conn *t = T(c);
     size_t got = 0;
-    do {
+    bool filled = false;
+    while (got < len) {
         size_t want = len - got > INT_MAX ? INT_MAX : len - got;
         int r = SSL_read(t->ssl, (unsigned char *)buf + got, (int)want);
-        if (r <= 0) {
-            if (got > 0) {
-                break; /* the next call sees the same state again */
-            }
-            return ssl_fail(c, r, "read");
+        if (r > 0) {
+            got += (size_t)r;
+            continue;
         }
-        got += (size_t)r;
-    } while (got < len && SSL_has_pending(t->ssl));
+        if (refill(t, r, &filled)) {
+            continue;
+        }
+        if (got > 0) {
+            break; /* the next call sees the same state again */
+        }
+        stash(t);
+        return ssl_fail(c, r, "read");
+    }
+    stash(t);
     return (ssize_t)got;
 }
 
@@ -146,7 +306,8 @@ static ssize_t tls_writev(tr_conn *c, const struct iovec *iov, int n)
 
 static size_t tls_pending(const tr_conn *c)
 {
-    return SSL_has_pending(T(c)->ssl) ? 1 : 0;
+    const tls_conn *t = T(c);
+    return (t->held_len - t->held_off) + (SSL_has_pending(t->ssl) ? 1 : 0);
 }
 
 static int tls_shutdown_wr(tr_conn *c)
@@ -169,6 +330,7 @@ static void tls_close(tr_conn *c, bool abort)
     const tr__transport *under = t->under;
     SSL_free(t->ssl);
     tr__tls_gen_release(t->gen);
+    free(t->held);
     free(t);
     c->tp_state = NULL;
     c->tp = under;
@@ -177,7 +339,12 @@ static void tls_close(tr_conn *c, bool abort)
 
 static int tls_handshake(tr_conn *c)
 {
-    int r = SSL_do_handshake(T(c)->ssl);
+    tls_conn *t = T(c);
+    bool filled = false;
+    int r;
+    while ((r = SSL_do_handshake(t->ssl)) != 1 && refill(t, r, &filled)) {
+    }
+    stash(t);
     if (r == 1) {
         return 0;
     }
@@ -217,9 +384,18 @@ int tr__tls_attach(tr_conn *c, tr_tls *tls, const char *server_name)
     }
     t->gen = tr__tls_gen_acquire(tls);
     t->ssl = SSL_new(t->gen->ctx[0]);
-    if (t->ssl == NULL || !SSL_set_fd(t->ssl, c->fd)) {
+    t->fd = c->fd;
+    pthread_once(&bio_once, bio_method_init);
+    BIO *rb = bio_method != NULL ? BIO_new(bio_method) : NULL;
+    BIO *wb = bio_method != NULL ? BIO_new(bio_method) : NULL;
+    if (t->ssl == NULL || rb == NULL || wb == NULL) {
+        BIO_free(rb);
+        BIO_free(wb);
         goto fail;
     }
+    BIO_set_data(rb, t);
+    BIO_set_data(wb, t);
+    SSL_set_bio(t->ssl, rb, wb); /* the SSL owns them now */
     if (tr__tls_is_server(tls)) {
         SSL_set_accept_state(t->ssl);
     } else {
