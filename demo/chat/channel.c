@@ -99,9 +99,17 @@ static void names(channel *c, const chat_who *to)
     chat_send_numeric(c->ch, to->conn, 366, to->nick, "%s :End of /NAMES list.", c->name);
 }
 
+static void joined_reply(channel *c, tr_conn_id to)
+{
+    s_joined sj = {.chan = c->self};
+    snprintf(sj.name, sizeof(sj.name), "%s", c->name);
+    tr_send_copy(tr_conn_actor(to), S_JOINED, &sj, sizeof(sj));
+}
+
 static void join(channel *c, const c_join *j)
 {
     if (find_conn(c, j->who.conn) != NULL) {
+        joined_reply(c, j->who.conn); /* the session counts on an answer */
         return;
     }
     if (c->n == c->cap) {
@@ -124,9 +132,7 @@ static void join(channel *c, const c_join *j)
         chat_send_numeric(c->ch, j->who.conn, 332, j->who.nick, "%s :%s", c->name, c->topic);
     }
     names(c, &j->who);
-    s_joined sj = {.chan = c->self};
-    snprintf(sj.name, sizeof(sj.name), "%s", c->name);
-    tr_send_copy(tr_conn_actor(j->who.conn), S_JOINED, &sj, sizeof(sj));
+    joined_reply(c, j->who.conn);
     tell_registry(c, R_CHAN_INFO);
 }
 

@@ -215,6 +215,9 @@ static void join(registry *r, const r_target *q)
             free(e);
             chat_send_numeric(r->ch, q->who.conn, 403, q->who.nick, "%s :No such channel",
                               q->target);
+            s_joined none = {.chan = {0}}; /* the session counts on an answer */
+            snprintf(none.name, sizeof(none.name), "%s", q->target);
+            tr_send_copy(tr_conn_actor(q->who.conn), S_JOINED, &none, sizeof(none));
             return;
         }
         snprintf(e->name, sizeof(e->name), "%s", q->target);
@@ -226,6 +229,10 @@ static void join(registry *r, const r_target *q)
     snprintf(j.name, sizeof(j.name), "%s", e->name);
     if (tr_send_copy(e->id, C_JOIN, &j, sizeof(j)) == 0) {
         e->joins_sent++;
+    } else {
+        s_joined none = {.chan = {0}};
+        snprintf(none.name, sizeof(none.name), "%s", q->target);
+        tr_send_copy(tr_conn_actor(q->who.conn), S_JOINED, &none, sizeof(none));
     }
 }
 

@@ -28,7 +28,16 @@ typedef struct session {
     uint32_t nchans;
     irc_bucket flood;
     char quit[256];          /* why it ends, for the QUIT others see */
+    /* Answers still to come that later lines depend on (a nick claim
+     * before registration, JOINs): lines meanwhile wait here, in order,
+     * and run when the last answer is in. */
+    uint32_t waiting;
+    bool nick_waits;
+    char *backlog;
+    size_t backlog_len;
 } session;
+
+#define BACKLOG_BYTES 8192
 
 static double now_s(void)
 {
@@ -151,7 +160,10 @@ static void claim_nick(session *s, const char *nick)
     snprintf(q.nick, sizeof(q.nick), "%s", nick);
     snprintf(s->asked, sizeof(s->asked), "%s", nick);
     copy_chans(s, q.chans, &q.nchans);
-    tr_send_copy(s->ch->registry, R_NICK, &q, sizeof(q));
+    if (tr_send_copy(s->ch->registry, R_NICK, &q, sizeof(q)) == 0 && !s->registered) {
+        s->nick_waits = true;
+        s->waiting++;
+    }
 }
 
 static void cmd_nick(tr_conn *c, session *s, const irc_msg *m)
@@ -254,7 +266,9 @@ static void cmd_join(tr_conn *c, session *s, const irc_msg *m)
         }
         r_target q = {.who = s->who};
         snprintf(q.target, sizeof(q.target), "%s", name);
-        tr_send_copy(s->ch->registry, R_JOIN, &q, sizeof(q));
+        if (tr_send_copy(s->ch->registry, R_JOIN, &q, sizeof(q)) == 0) {
+            s->waiting++; /* S_JOINED answers, taken or not */
+        }
     }
 }
 
@@ -492,6 +506,45 @@ static int on_open(tr_conn *c, void *user)
     return 0;
 }
 
+static void run_line(tr_conn *c, session *s, const char *data, size_t len)
+{
+    char line[IRC_MAX_LINE + 1];
+    if (len > IRC_MAX_LINE - 2) {
+        reply(c, s, 417, ":Input line was too long");
+        return;
+    }
+    memcpy(line, data, len);
+    irc_msg m;
+    if (irc_parse(line, len, &m) == 0) {
+        dispatch(c, s, &m);
+    }
+}
+
+/* Runs the lines that waited, until one waits again. */
+static void run_backlog(tr_conn *c, session *s)
+{
+    size_t off = 0;
+    while (s->waiting == 0 && off < s->backlog_len && s->quit[0] == '\0') {
+        char *nl = memchr(s->backlog + off, '\n', s->backlog_len - off);
+        size_t n = (size_t)(nl - (s->backlog + off));
+        run_line(c, s, s->backlog + off, n);
+        off += n + 1;
+    }
+    memmove(s->backlog, s->backlog + off, s->backlog_len - off);
+    s->backlog_len -= off;
+    if (s->backlog_len == 0) {
+        free(s->backlog);
+        s->backlog = NULL;
+    }
+}
+
+static void answered(tr_conn *c, session *s)
+{
+    if (s->waiting > 0 && --s->waiting == 0) {
+        run_backlog(c, s);
+    }
+}
+
 static int on_frame(tr_conn *c, const void *data, size_t len, void *user)
 {
     (void)user;
@@ -506,16 +559,22 @@ static int on_frame(tr_conn *c, const void *data, size_t len, void *user)
         close_link(c, s, "Excess Flood");
         return 0;
     }
-    char line[IRC_MAX_LINE + 1];
-    if (len > IRC_MAX_LINE - 2) {
-        reply(c, s, 417, ":Input line was too long");
+    if (s->waiting == 0) {
+        run_line(c, s, data, len);
         return 0;
     }
-    memcpy(line, data, len);
-    irc_msg m;
-    if (irc_parse(line, len, &m) == 0) {
-        dispatch(c, s, &m);
+    if (len > IRC_MAX_LINE - 2) {
+        len = IRC_MAX_LINE - 1; /* still too long: 417 when it runs */
     }
+    if (s->backlog_len + len + 1 > BACKLOG_BYTES ||
+        (s->backlog == NULL && (s->backlog = malloc(BACKLOG_BYTES)) == NULL)) {
+        chat_stat_add(&s->ch->st.flood_kills, 1);
+        close_link(c, s, "Excess Flood");
+        return 0;
+    }
+    memcpy(s->backlog + s->backlog_len, data, len);
+    s->backlog[s->backlog_len + len] = '\n';
+    s->backlog_len += len + 1;
     return 0;
 }
 
@@ -559,6 +618,8 @@ static void on_message(tr_conn *c, tr_msg *msg, void *user)
     if (tr_msg_type(msg) == S_NICK && len == sizeof(s_nick)) {
         const s_nick *r = p;
         s->asked[0] = '\0';
+        bool counted = s->nick_waits;
+        s->nick_waits = false;
         if (!r->ok) {
             reply(c, s, 433, "%s :Nickname is already in use", r->nick);
         } else {
@@ -573,14 +634,18 @@ static void on_message(tr_conn *c, tr_msg *msg, void *user)
                 claim_nick(s, next);
             }
         }
+        if (counted) {
+            answered(c, s);
+        }
     } else if (tr_msg_type(msg) == S_JOINED && len == sizeof(s_joined)) {
         const s_joined *j = p;
-        if (find_chan(s, j->name) == NULL && s->nchans < CHAT_MAX_CHANS) {
+        if (j->chan.bits != 0 && find_chan(s, j->name) == NULL && s->nchans < CHAT_MAX_CHANS) {
             joined *n = &s->chans[s->nchans++];
             n->id = j->chan;
             snprintf(n->name, sizeof(n->name), "%s", j->name);
             irc_casefold(j->name, n->key, sizeof(n->key));
         }
+        answered(c, s);
     } else if (tr_msg_type(msg) == S_KICKED && len == sizeof(s_joined)) {
         joined *j = find_chan(s, ((const s_joined *)p)->name);
         if (j != NULL) {
@@ -624,6 +689,7 @@ static void on_close(tr_conn *c, int reason, void *user)
     }
     chat_stat_add(&s->ch->st.connections, -1);
     tr_conn_set_user(c, NULL);
+    free(s->backlog);
     free(s);
 }
 

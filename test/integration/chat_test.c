@@ -518,3 +518,105 @@ Test(chat, shutdown_tells_every_user)
     fclose(s.out);
     cr_assert_eq(status, 0);
 }
+
+Test(chat, pipelined_lines_wait_for_registration_and_joins)
+{
+    server s;
+    start_server(&s, NULL);
+    client b;
+    login_any_motd(&b, &s, "bob");
+    join(&b, "bob", "#pipe");
+    client a;
+    client_open(&a, &s);
+    /* Everything at once, as `printf ... | nc` sends it. */
+    const char *all = "NICK alice\r\nUSER alice 0 * :A\r\nJOIN #pipe\r\nPRIVMSG #pipe :first\r\n"
+                      "PRIVMSG #pipe :second\r\nPART #pipe :done\r\n";
+    cr_assert_eq(tr_test_sock_send(a.fd, all, strlen(all)), 0);
+    expect(&a, " 001 alice ", NULL, 0);
+    expect(&b, ":alice!alice@127.0.0.1 JOIN #pipe", NULL, 0);
+    expect(&b, ":alice!alice@127.0.0.1 PRIVMSG #pipe :first", NULL, 0);
+    expect(&b, ":alice!alice@127.0.0.1 PRIVMSG #pipe :second", NULL, 0);
+    expect(&b, ":alice!alice@127.0.0.1 PART #pipe :done", NULL, 0);
+    cr_assert(silent_about(&a, " 451 ", 300), "nothing was refused as unregistered");
+    client_close(&a);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+/* Debian's `ii`, an IRC client nobody here wrote: it joins a channel
+ * through its FIFO, our raw client talks there, and ii's log shows it. */
+Test(chat, the_ii_client_joins_and_talks)
+{
+    if (access("/usr/bin/ii", X_OK) != 0) {
+        cr_skip_test("ii is not installed (Debian package ii; make deps installs it)");
+    }
+    server s;
+    start_server(&s, NULL);
+    char dir[] = "/tmp/troupe-ii-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char host[64], port[16];
+    snprintf(host, sizeof(host), "%s", s.addr);
+    char *colon = strrchr(host, ':');
+    *colon = '\0';
+    snprintf(port, sizeof(port), "%s", colon + 1);
+    pid_t ii = fork();
+    cr_assert_geq(ii, 0);
+    if (ii == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl("/usr/bin/ii", "ii", "-s", host, "-p", port, "-n", "iibot", "-i", dir, (char *)NULL);
+        _exit(127);
+    }
+    /* ii makes DIR/HOST/in once it is connected. */
+    char in[160], out[200], chan_in[200];
+    snprintf(in, sizeof(in), "%s/%s/in", dir, host);
+    snprintf(out, sizeof(out), "%s/%s/#ii/out", dir, host);
+    snprintf(chan_in, sizeof(chan_in), "%s/%s/#ii/in", dir, host);
+    for (int i = 0; i < 500 && access(in, W_OK) != 0; i++) {
+        poll(NULL, 0, 10);
+    }
+    cr_assert_eq(access(in, W_OK), 0, "ii connected and made %s", in);
+    client b;
+    login_any_motd(&b, &s, "bob");
+    join(&b, "bob", "#ii");
+    int fd = open(in, O_WRONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "/j #ii\n", 7), 7);
+    close(fd);
+    expect(&b, ":iibot!iibot@127.0.0.1 JOIN #ii", NULL, 0);
+    sendf(&b, "PRIVMSG #ii :hello ii");
+    for (int i = 0; i < 500 && access(chan_in, W_OK) != 0; i++) {
+        poll(NULL, 0, 10);
+    }
+    fd = open(chan_in, O_WRONLY);
+    cr_assert_geq(fd, 0, "ii made %s", chan_in);
+    cr_assert_eq(write(fd, "hi from ii\n", 11), 11);
+    close(fd);
+    expect(&b, ":iibot!iibot@127.0.0.1 PRIVMSG #ii :hi from ii", NULL, 0);
+    /* ii wrote what it received to its log. */
+    bool logged = false;
+    for (int i = 0; i < 500 && !logged; i++) {
+        FILE *f = fopen(out, "r");
+        char line[512];
+        while (f != NULL && fgets(line, sizeof(line), f) != NULL) {
+            logged |= strstr(line, "<bob> hello ii") != NULL;
+        }
+        if (f != NULL) {
+            fclose(f);
+        }
+        if (!logged) {
+            poll(NULL, 0, 10);
+        }
+    }
+    cr_assert(logged, "ii logged bob's line in %s", out);
+    kill(ii, SIGTERM);
+    waitpid(ii, NULL, 0);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
+    char rm[256];
+    snprintf(rm, sizeof(rm), "rm -rf '%s'", dir);
+    cr_assert_eq(system(rm), 0);
+}
