@@ -83,7 +83,9 @@ static int cmp_id(const void *a, const void *b)
 /* Everyone gathered hears the line once. */
 static void finish_event(registry *r, event *e)
 {
-    qsort(e->ids, e->n, sizeof(*e->ids), cmp_id);
+    if (e->n > 1) {
+        qsort(e->ids, e->n, sizeof(*e->ids), cmp_id);
+    }
     for (size_t i = 0; i < e->n; i++) {
         if (i == 0 || e->ids[i].bits != e->ids[i - 1].bits) {
             chat_deliver(r->ch, e->ids[i], e->line);

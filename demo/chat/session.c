@@ -523,6 +523,9 @@ static void run_line(tr_conn *c, session *s, const char *data, size_t len)
 /* Runs the lines that waited, until one waits again. */
 static void run_backlog(tr_conn *c, session *s)
 {
+    if (s->backlog == NULL) {
+        return;
+    }
     size_t off = 0;
     while (s->waiting == 0 && off < s->backlog_len && s->quit[0] == '\0') {
         char *nl = memchr(s->backlog + off, '\n', s->backlog_len - off);
