@@ -94,7 +94,7 @@ void tr__conn_post_event(tr_conn *c, uint32_t type, int reason)
 bool tr__conn_wants_input(const tr_conn *c)
 {
     uint32_t f = c->flags;
-    return (f & F_CONNECTED) && !(f & (F_CLOSED | F_EOF)) &&
+    return (f & F_CONNECTED) && !(f & (F_CLOSED | F_EOF | F_RD_SHUT)) &&
            ((f & F_CLOSING) || !(f & (F_UNWRITABLE | F_HPAUSE)));
 }
 
@@ -292,6 +292,21 @@ int tr_conn_shutdown_write(tr_conn *c)
     tr__fas_sc_32(&c->closing, 1); /* sends from now on are refused */
     tr__conn_room(c);              /* and waiters learn it */
     tr__conn_mark_dirty(c);
+    return 0;
+}
+
+int tr_conn_shutdown_read(tr_conn *c)
+{
+    if (c->flags & (F_CLOSED | F_CLOSING)) {
+        return TR_ECLOSED;
+    }
+    c->flags |= F_RD_SHUT;
+    c->flags &= ~F_HPAUSE;
+    tr__conn_keep_tail(c, NULL, 0); /* a partial frame will never complete */
+    if (c->tp->shutdown_rd != NULL) {
+        c->tp->shutdown_rd(c);
+    }
+    tr__conn_update_reading(c);
     return 0;
 }
 

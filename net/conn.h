@@ -70,6 +70,8 @@ typedef struct tr__transport {
     void (*close)(tr_conn *c, bool abort);
     int (*handshake)(tr_conn *c);
     int (*want)(const tr_conn *c);
+    /* Half-close the read side (may be NULL: reading just stops). */
+    int (*shutdown_rd)(tr_conn *c);
     bool retry_same;
 } tr__transport;
 

@@ -34,7 +34,8 @@ enum {
     F_USER_CLOSE = 1u << 16, /* tr_conn_close/abort: a client must not redial */
     F_HANDSHAKE = 1u << 17,  /* the transport's handshake runs (not connected yet) */
     F_RD_WANTS_WR = 1u << 18, /* a transport read waits for writability */
-    F_WR_WANTS_RD = 1u << 19  /* a transport write waits for readability */
+    F_WR_WANTS_RD = 1u << 19, /* a transport write waits for readability */
+    F_RD_SHUT = 1u << 20      /* tr_conn_shutdown_read: nothing more is read */
 };
 
 #define HANDLER_RETRY_S 0.005

@@ -47,7 +47,8 @@ static void check_low_watermark(tr_conn *c)
 static void enter_linger(tr_conn *c)
 {
     /* An embedded connection has no clock to bound a linger: close now. */
-    if ((c->flags & F_EOF) || c->nw == NULL) {
+    if ((c->flags & (F_EOF | F_RD_SHUT)) || c->nw == NULL) {
+        /* (After a read shutdown no EOF can be seen: nothing to wait for.) */
         tr__conn_finish_close(c, c->close_reason, false);
         return;
     }

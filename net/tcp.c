@@ -37,6 +37,11 @@ static int tcp_shutdown_wr(tr_conn *c)
     return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
+static int tcp_shutdown_rd(tr_conn *c)
+{
+    return shutdown(c->fd, SHUT_RD) < 0 ? -errno : 0;
+}
+
 static void tcp_close(tr_conn *c, bool abort)
 {
     if (c->fd < 0) {
@@ -52,7 +57,7 @@ static void tcp_close(tr_conn *c, bool abort)
 }
 
 const tr__transport tr__tcp_transport = {
-    .read = tcp_read, .writev = tcp_writev, .shutdown_wr = tcp_shutdown_wr, .close = tcp_close};
+    .read = tcp_read, .writev = tcp_writev, .shutdown_wr = tcp_shutdown_wr, .shutdown_rd = tcp_shutdown_rd, .close = tcp_close};
 
 static void set_int(int fd, int level, int opt, uint32_t v)
 {

@@ -212,6 +212,15 @@ TR_API int tr_conn_abort(tr_conn *c);
  * Threads: the connection's worker, in its callbacks. */
 TR_API int tr_conn_shutdown_write(tr_conn *c);
 
+/* Half-close the other way (the seed's CloseRead): stop reading now; what
+ * the peer sends from here on is discarded by the kernel (TCP, Unix:
+ * shutdown(SHUT_RD)) or left unread (TLS), and no frame reaches the
+ * handler any more. Writing goes on; a close then ends at once, not
+ * waiting for the peer's EOF it can no longer see. Returns 0, or
+ * TR_ECLOSED if closing or closed.
+ * Threads: the connection's worker, in its callbacks. */
+TR_API int tr_conn_shutdown_read(tr_conn *c);
+
 /* Closing or closed; the id (safe anywhere, forever); the user pointer;
  * the counters. They cannot fail. Threads: the connection's worker, in
  * its callbacks. */
