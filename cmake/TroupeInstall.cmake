@@ -32,8 +32,12 @@ set(TROUPE_PC_LIBS "-lev -lcares -lpthread")
 if(TROUPE_HAVE_BORINGSSL)
   set(TROUPE_PC_LIBS "${TROUPE_PC_LIBS} -L${TROUPE_BORINGSSL_LIBDIR} -Wl,-rpath,${TROUPE_BORINGSSL_LIBDIR} -lssl -lcrypto")
 endif()
+# Relocatable: the prefix is found from where the .pc file is, so an
+# install with `cmake --install --prefix DIR` works wherever DIR is.
+file(RELATIVE_PATH TROUPE_PC_UP "${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig" "${CMAKE_INSTALL_PREFIX}")
+string(REGEX REPLACE "/$" "" TROUPE_PC_UP "${TROUPE_PC_UP}")
 file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/troupe.pc
-"prefix=${CMAKE_INSTALL_PREFIX}
+"prefix=\${pcfiledir}/${TROUPE_PC_UP}
 libdir=\${prefix}/${CMAKE_INSTALL_LIBDIR}
 includedir=\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}
 
