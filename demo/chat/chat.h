@@ -188,6 +188,16 @@ void chat_send_numeric(const chat *ch, tr_conn_id to, int num, const char *nick,
  * drop: a full queue closes that user). Takes a reference of b. */
 void chat_deliver(chat *ch, tr_conn_id to, tr_buf *b);
 
+/* A listening server and its name in /metrics ("irc", "ircs", "http"). */
+typedef struct chat_listener {
+    const char *name;
+    tr_server *srv;
+} chat_listener;
+
+/* Writes the Prometheus text exposition of the chat's counters and the
+ * listeners' stats into buf; returns its length (cut at cap). */
+size_t chat_metrics(chat *ch, const chat_listener *ls, size_t nls, char *buf, size_t cap);
+
 /* ":nick!user@host" into buf. */
 void chat_prefix(const chat_who *w, char *buf, size_t len);
 
