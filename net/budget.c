@@ -53,14 +53,14 @@ tr__netrt *tr__netrt_get(tr_runtime *rt)
     tr_budget def;
     tr_budget_defaults(&def);
     tr__budget_init(&n->budget, &def);
-    /* net_free first: whoever wins the CAS publishes a block that
-     * tr_runtime_free knows how to free. */
-    rt->net_free = netrt_free;
     void *seen;
     if (!tr__cas_sc_ptr_value(&rt->net, NULL, n, &seen)) {
         free(n);
         return seen;
     }
+    /* Only the winner writes it; tr_runtime_free reads it after joining
+     * every worker. */
+    rt->net_free = netrt_free;
     return n;
 }
 

@@ -433,7 +433,6 @@ static int conn_init(tr_actor *self, void *arg)
     c->peer = ca->peer;
     c->peer_len = ca->peer_len;
     c->owner = ca->owner;
-    c->st = ca->st;
     tr_actor_trap_shutdown(self, true);
     if (ca->list != NULL) {
         c->list = ca->list;
