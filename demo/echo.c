@@ -7,7 +7,12 @@
  *               [--workers N] [--codec raw|line|length]
  *               [--max-frame BYTES] [--idle-timeout SECONDS]
  *               [--accept reuseport|single]
+ *               [--frame-timeout SECONDS] [--memory-budget MB]
  *
+ * --frame-timeout: a frame that has started must complete within this
+ * long (default 30; 0 = off). --memory-budget: the runtime-wide budget,
+ * MB MiB for partial input frames and 4 x MB for send queues (the
+ * defaults' ratio: 128 and 512); 0 = unlimited (troupe/budget.h).
  * HOST may be a host name (resolved at start). "--listen systemd" serves
  * the first socket passed by socket activation (systemd's LISTEN_FDS),
  * e.g. under `systemd-socket-activate -l 7007 troupe-echo --listen systemd`.
@@ -38,7 +43,8 @@ static void usage(void)
                     "[--udp HOST:PORT] "
                     "[--unixgram PATH] [--workers N] "
                     "[--codec raw|line|length] [--max-frame BYTES] [--idle-timeout SECONDS] "
-                    "[--accept reuseport|single]\n");
+                    "[--accept reuseport|single] [--frame-timeout SECONDS] "
+                    "[--memory-budget MB]\n");
     exit(2);
 }
 
@@ -101,6 +107,8 @@ int main(int argc, char **argv)
     unsigned workers = 0;
     size_t max_frame = 1u << 20;
     long idle_s = 30;
+    long frame_s = 30;
+    long budget_mb = -1; /* -1: the runtime's defaults */
     tr_accept_mode mode = TR_ACCEPT_REUSEPORT;
     tr_tls_keypair kp = {0};
     for (int i = 1; i < argc; i++) {
@@ -134,6 +142,10 @@ int main(int argc, char **argv)
             max_frame = strtoull(v, NULL, 10);
         } else if (strcmp(a, "--idle-timeout") == 0) {
             idle_s = strtol(v, NULL, 10);
+        } else if (strcmp(a, "--frame-timeout") == 0) {
+            frame_s = strtol(v, NULL, 10);
+        } else if (strcmp(a, "--memory-budget") == 0) {
+            budget_mb = strtol(v, NULL, 10);
         } else if (strcmp(a, "--accept") == 0) {
             mode = strcmp(v, "single") == 0 ? TR_ACCEPT_SINGLE : TR_ACCEPT_REUSEPORT;
         } else {
@@ -168,6 +180,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "troupe-echo: runtime: %s\n", tr_strerror(err));
         return 1;
     }
+    if (budget_mb >= 0) {
+        tr_budget b;
+        tr_budget_defaults(&b);
+        b.input_bytes = (size_t)budget_mb << 20;
+        b.output_bytes = (size_t)budget_mb << 22;
+        tr_net_budget_set(rt, &b);
+    }
     tr_server_config cfg;
     tr_server_config_defaults(&cfg);
     cfg.listen = listen;
@@ -175,6 +194,7 @@ int main(int argc, char **argv)
     cfg.conn.handler = &echo_handler;
     cfg.conn.max_frame_bytes = max_frame;
     cfg.conn.idle_timeout_ms = idle_s > 0 ? (uint32_t)(idle_s * 1000) : 0;
+    cfg.conn.frame_timeout_ms = frame_s > 0 ? (uint32_t)(frame_s * 1000) : 0;
     cfg.accept_mode = mode;
     if (strcmp(listen, "systemd") == 0) {
         int n = tr_listen_fds();
@@ -225,9 +245,12 @@ int main(int argc, char **argv)
     int r = tr_server_shutdown(srv, 5000);
     tr_server_stats st;
     tr_server_stats_get(srv, &st);
-    printf("stopped: %s; accepted=%llu frames_in=%llu frames_out=%llu\n",
+    printf("stopped: %s; accepted=%llu frames_in=%llu frames_out=%llu budget_pauses=%llu "
+           "budget_closes=%llu frame_timeouts=%llu idle_timeouts=%llu\n",
            r == 0 ? "clean" : tr_strerror(r), (unsigned long long)st.accepted,
-           (unsigned long long)st.frames_in, (unsigned long long)st.frames_out);
+           (unsigned long long)st.frames_in, (unsigned long long)st.frames_out,
+           (unsigned long long)st.budget_pauses, (unsigned long long)st.budget_closes,
+           (unsigned long long)st.frame_timeouts, (unsigned long long)st.idle_timeouts);
     tr_server_free(srv);
     tr_dgram_free(dg_udp); /* datagram endpoints stop at once, as the seed's */
     tr_dgram_free(dg_unix);

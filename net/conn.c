@@ -22,7 +22,8 @@
 
 static const char *class_names[TR_ERR__COUNT] = {
     "peer_reset", "read",         "write",         "frame_too_large", "malformed",
-    "handler",    "idle_timeout", "write_timeout", "send_overflow",   "tls"};
+    "handler",    "idle_timeout", "write_timeout", "send_overflow",   "tls",
+    "budget",     "frame_timeout"};
 
 const char *tr_error_class_name(tr_error_class cls)
 {
@@ -95,7 +96,7 @@ bool tr__conn_wants_input(const tr_conn *c)
 {
     uint32_t f = c->flags;
     return (f & F_CONNECTED) && !(f & (F_CLOSED | F_EOF | F_RD_SHUT)) &&
-           ((f & F_CLOSING) || !(f & (F_UNWRITABLE | F_HPAUSE)));
+           ((f & F_CLOSING) || !(f & (F_UNWRITABLE | F_HPAUSE | F_BPAUSE)));
 }
 
 void tr__conn_update_reading(tr_conn *c)
@@ -155,6 +156,7 @@ void tr__conn_begin_close(tr_conn *c, int reason)
     c->flags |= F_CLOSING;
     c->close_reason = reason;
     c->flags &= ~F_HPAUSE;
+    tr__budget_unpause(c);
     tr__conn_keep_tail(c, NULL, 0);
     tr__conn_update_reading(c);
     tr__conn_rearm(c);
@@ -215,10 +217,12 @@ void tr__conn_finish_close(tr_conn *c, int reason, bool abort)
         c->flags &= ~(F_READING | F_WRITING);
     }
     c->tp->close(c, abort);
+    tr__budget_unpause(c);
     tr__conn_keep_tail(c, NULL, 0);
     /* Give back only what the queue held: sends still in the mailbox keep
      * their reservations until handled (a client may reopen meanwhile). */
     tr__conn_unreserve(c, c->out.bytes); /* waiters also see the close */
+    tr__budget_out(c, -(int64_t)c->out.bytes);
     tr__outq_clear(&c->out);
     if (c->list != NULL) {
         if (c->list_prev != NULL) {
@@ -449,7 +453,6 @@ static int conn_init(tr_actor *self, void *arg)
     c->peer = ca->peer;
     c->peer_len = ca->peer_len;
     c->owner = ca->owner;
-    c->st = ca->st;
     tr_actor_trap_shutdown(self, true);
     if (ca->list != NULL) {
         c->list = ca->list;

@@ -20,8 +20,11 @@
  * Backpressure: over the high watermark, or while a handler actor's bounded
  * mailbox is full, the read watcher stops (the kernel window then slows the
  * peer) until the queue is under the low watermark / the handler has room.
+ * The same pause holds a connection whose partial frame grows while an
+ * input budget is spent (budget.h), until the sweep resumes or closes it.
  * Timeouts: one ev_timer per connection, re-armed only when it fires (the
- * libev "cheap timeout" pattern), never on every read. */
+ * libev "cheap timeout" pattern), never on every read; a frame that starts
+ * re-arms it only if its deadline (frame_timeout_ms) comes first. */
 #ifndef TROUPE_NET_CONN_H
 #define TROUPE_NET_CONN_H
 
@@ -103,6 +106,9 @@ struct tr_conn {
     tr_codec_state cst;
     unsigned char *pend;     /* tail of an incomplete frame */
     size_t pend_len, pend_cap;
+    ev_tstamp frame_start;   /* when the frame held in pend began */
+    ev_tstamp bp_since;      /* paused at an input budget since (F_BPAUSE) */
+    tr_conn *bp_prev, *bp_next; /* worker's list of budget-paused connections */
     tr__outq out;
     tr_conn *dirty_next;     /* worker's flush list */
     tr_conn *list_prev, *list_next; /* owner's connection list (server) */

@@ -35,12 +35,16 @@ enum {
     F_HANDSHAKE = 1u << 17,  /* the transport's handshake runs (not connected yet) */
     F_RD_WANTS_WR = 1u << 18, /* a transport read waits for writability */
     F_WR_WANTS_RD = 1u << 19, /* a transport write waits for readability */
-    F_RD_SHUT = 1u << 20      /* tr_conn_shutdown_read: nothing more is read */
+    F_RD_SHUT = 1u << 20,     /* tr_conn_shutdown_read: nothing more is read */
+    F_BPAUSE = 1u << 21       /* paused at an input budget (budget.c) */
 };
 
 #define HANDLER_RETRY_S 0.005
 #define READ_BUDGET (4 * TR__RBUF_BYTES)
 #define MAX_IOV 64
+/* While an input budget is spent, reads take this much at most, so a peer
+ * starting a frame adds little before it is paused. */
+#define TIGHT_READ 4096
 
 /* Runs handler code as the connection actor, so tr_send inside a callback
  * carries the connection as sender. */
@@ -70,9 +74,16 @@ void tr__conn_rearm(tr_conn *c);
 void tr__conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 tr_error_action tr__conn_error(tr_conn *c, tr_error_class cls, int err);
 int tr__conn_keep_tail(tr_conn *c, const unsigned char *p, size_t n);
+/* A frame started (now held in pend): arms the timer if its deadline is
+ * the nearest (conn_timer.c). */
+void tr__conn_frame_started(tr_conn *c);
 void tr__conn_on_readable(struct ev_loop *loop, ev_io *w, int revents);
 void tr__conn_read_some(tr_conn *c);
 void tr__conn_on_writable(struct ev_loop *loop, ev_io *w, int revents);
+/* Returns 0, TR_ECLOSED, TR_EBUFFULL (this queue is full: the overflow
+ * policy applies) or TR__EOUTBUDGET (an output budget is spent: the
+ * caller returns TR_EBUFFULL, no overflow policy). Any thread. */
+#define TR__EOUTBUDGET (-4900)
 int tr__conn_reserve(tr_conn *c, size_t n);
 /* The queue shrank or the connection closed: wakes tr_conn_send_wait
  * callers, if any (conn_send.c). The caller's change must have been a

@@ -46,6 +46,7 @@ static int deliver(tr_conn *c, const unsigned char *data, size_t len)
 int tr__conn_keep_tail(tr_conn *c, const unsigned char *p, size_t n)
 {
     if (n == 0) {
+        tr__budget_pend(c, c->pend_cap, 0);
         free(c->pend);
         c->pend = NULL;
         c->pend_len = c->pend_cap = 0;
@@ -61,6 +62,7 @@ int tr__conn_keep_tail(tr_conn *c, const unsigned char *p, size_t n)
         if (np == NULL) {
             return TR_ENOMEM;
         }
+        tr__budget_pend(c, c->pend_cap, n);
         c->pend = np;
         c->pend_cap = n;
     }
@@ -73,6 +75,8 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
 {
     const unsigned char *p = data;
     size_t n = len;
+    size_t held = c->pend_len;
+    bool completed = false; /* a frame ended: a tail left now is a new frame */
     if (c->pend_len > 0) {
         /* An incomplete frame waits: append and decode from the copy. */
         if (c->pend_cap - c->pend_len < len) {
@@ -85,6 +89,7 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
                 tr__conn_finish_close(c, TR_ENOMEM, true);
                 return;
             }
+            tr__budget_pend(c, c->pend_cap, cap);
             c->pend = np;
             c->pend_cap = cap;
         }
@@ -132,6 +137,7 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
                 break;
             }
             off += (size_t)r;
+            completed = true;
             continue;
         }
         tr_error_class cls = r == TR_EMSGSIZE ? TR_ERR_FRAME_TOO_LARGE : TR_ERR_MALFORMED;
@@ -155,6 +161,12 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
         tr__conn_finish_close(c, TR_ENOMEM, true);
         return;
     }
+    if (c->pend_len > 0 && (held == 0 || completed)) {
+        tr__conn_frame_started(c);
+    }
+    if (c->pend_len > held) {
+        tr__budget_maybe_pause(c);
+    }
     tr__conn_update_reading(c);
 }
 
@@ -162,8 +174,12 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
 void tr__conn_read_some(tr_conn *c)
 {
     size_t budget = READ_BUDGET;
+    /* While an input budget is spent, read in small steps: a peer whose
+     * frames complete within a read is served as before, one that starts a
+     * frame adds little before it is paused. */
+    size_t cap = tr__budget_in_spent(c) ? TIGHT_READ : TR__RBUF_BYTES;
     for (;;) {
-        ssize_t r = c->tp->read(c, c->nw->rbuf, TR__RBUF_BYTES);
+        ssize_t r = c->tp->read(c, c->nw->rbuf, cap);
         if (r > 0) {
             c->cs.bytes_in += (size_t)r;
             TR__STAT_ADD(c->st, bytes_in, (uint64_t)r);
@@ -179,7 +195,7 @@ void tr__conn_read_some(tr_conn *c)
              * never report (TLS). Also stop at the budget (fairness) or a
              * pause. */
             bool held = c->tp->pending != NULL && c->tp->pending(c) > 0;
-            if (((size_t)r < TR__RBUF_BYTES && !held) || budget <= (size_t)r ||
+            if (((size_t)r < cap && !held) || budget <= (size_t)r ||
                 !(c->flags & F_READING) || (c->flags & F_CLOSED)) {
                 break;
             }

@@ -53,7 +53,9 @@ static int send_any(tr_conn_id id, const void *data, size_t len, tr_buf *b)
     size_t n = cfg != NULL ? hl + len + tl : 0;
     if (rc == 0 && cfg != NULL) {
         rc = tr__conn_reserve(c, n);
-        if (rc == TR_EBUFFULL && cfg->conn.send_overflow == TR_OVERFLOW_EXIT) {
+        if (rc == TR__EOUTBUDGET) {
+            rc = TR_EBUFFULL;
+        } else if (rc == TR_EBUFFULL && cfg->conn.send_overflow == TR_OVERFLOW_EXIT) {
             tr_msg *om = tr_msg_new(TR__MSG_CONN_OVERFLOW, NULL, 0);
             if (om != NULL) {
                 tr__send(tr_self(a), om, false);

@@ -16,6 +16,7 @@ void tr__conn_settings_defaults(tr_conn_settings *set)
     memset(set, 0, sizeof(*set));
     set->linger_ms = 5000;
     set->tls_handshake_timeout_ms = 10000;
+    set->frame_timeout_ms = 30000;
     set->max_frame_bytes = 1u << 20;
     set->send_queue_bytes = 4u << 20;
     set->high_watermark = 1u << 20;

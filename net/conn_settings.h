@@ -11,6 +11,7 @@
 #include "troupe/conn.h"
 #include "troupe/server.h"
 #include "../runtime/atomic.h"
+#include "budget.h"
 
 struct tr__transport;
 
@@ -18,6 +19,7 @@ struct tr__transport;
  * stores, summed by readers with relaxed loads. */
 typedef struct tr__netstats {
     _Alignas(64) tr_server_stats s; /* one cache line set per worker */
+    tr__budget_slice slice;         /* this worker's share of the server's budget */
 } tr__netstats;
 
 #define TR__STAT_ADD(st, field, n)                                                                 \
@@ -46,6 +48,8 @@ typedef struct tr__conn_cfg {
     tr_actor_id handler_actor;
     const tr_server_observer *observer;
     tr__netstats *stats;    /* per worker, or NULL */
+    /* A server's own budget (limits 0: none; a client's is always none). */
+    tr__budget budget;
     /* Called once on the owning worker after the connection closed. */
     void (*on_gone)(tr_conn *c);
     /* Client: the write watcher fired before the connect completed. */

@@ -1,11 +1,41 @@
 /* A connection's timer: one ev_timer per connection for every deadline it
  * has (handshake, linger, a stuck graceful flush, the handler-retry pause,
- * idle and write timeouts), re-armed for the nearest one only when it
+ * idle, write and frame timeouts), re-armed for the nearest one only when it
  * fires or the set of deadlines changes (libev's cheap-timeout pattern),
  * never on every read or write: those only store a timestamp. */
 #include "conn_impl.h"
 
 #include "netw.h"
+
+/* A frame is held and not waiting on the handler: its deadline runs. */
+static bool frame_clock_runs(const tr_conn *c)
+{
+    return c->cfg->conn.frame_timeout_ms && c->pend_len > 0 &&
+           !(c->flags & (F_HPAUSE | F_CLOSING | F_CLOSED));
+}
+
+static ev_tstamp frame_deadline(const tr_conn *c)
+{
+    return c->frame_start + c->cfg->conn.frame_timeout_ms / 1000.0;
+}
+
+void tr__conn_frame_started(tr_conn *c)
+{
+    if (c->nw == NULL) {
+        return;
+    }
+    c->frame_start = ev_now(c->nw->loop);
+    if (!frame_clock_runs(c)) {
+        return;
+    }
+    /* Most of the time the timer already fires first (the idle timeout,
+     * armed from an earlier read): it re-arms for this deadline then. */
+    if (ev_is_active(&c->tmo) &&
+        ev_now(c->nw->loop) + ev_timer_remaining(c->nw->loop, &c->tmo) <= frame_deadline(c)) {
+        return;
+    }
+    tr__conn_rearm(c);
+}
 
 void tr__conn_rearm(tr_conn *c)
 {
@@ -40,6 +70,9 @@ void tr__conn_rearm(tr_conn *c)
     }
     if (c->cfg->conn.write_timeout_ms && c->out.bytes > 0) {
         CONSIDER(c->last_progress + c->cfg->conn.write_timeout_ms / 1000.0);
+    }
+    if (frame_clock_runs(c)) {
+        CONSIDER(frame_deadline(c));
     }
 #undef CONSIDER
     ev_timer_stop(c->nw->loop, &c->tmo);
@@ -85,6 +118,15 @@ void tr__conn_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         TR__STAT_ADD(c->st, idle_timeouts, 1);
         if (tr__conn_error(c, TR_ERR_IDLE_TIMEOUT, TR_ETIMEDOUT) == TR_CONTINUE) {
             c->last_io = now;
+        } else {
+            tr__conn_begin_close(c, TR_ETIMEDOUT);
+        }
+    }
+    if (frame_clock_runs(c) && now >= frame_deadline(c)) {
+        /* Trickled bytes reset the idle clock, never this one. */
+        TR__STAT_ADD(c->st, frame_timeouts, 1);
+        if (tr__conn_error(c, TR_ERR_FRAME_TIMEOUT, TR_ETIMEDOUT) == TR_CONTINUE) {
+            c->frame_start = now;
         } else {
             tr__conn_begin_close(c, TR_ETIMEDOUT);
         }

@@ -85,6 +85,7 @@ void tr__conn_flush(tr_conn *c)
         }
         if (r > 0) {
             tr__outq_consume(&c->out, (size_t)r);
+            tr__budget_out(c, -(int64_t)r);
             tr__conn_unreserve(c, (size_t)r);
             c->cs.bytes_out += (size_t)r;
             TR__STAT_ADD(c->st, bytes_out, (uint64_t)r);
@@ -170,6 +171,13 @@ int tr__conn_reserve(tr_conn *c, size_t n)
     if (tr__load_acq_32(&c->closing)) {
         return TR_ECLOSED;
     }
+    if (tr__budget_out_refuse(c)) {
+        tr__faa_rlx_64(&c->cs.sends_refused, 1);
+        if (c->st != NULL) {
+            tr__faa_rlx_64(&c->st->s.sends_refused, 1);
+        }
+        return TR__EOUTBUDGET;
+    }
     size_t limit = c->cfg->conn.send_queue_bytes;
     uint64_t q = tr__faa_sc_64(&c->queued, n) + n;
     if (q <= limit) {
@@ -215,6 +223,7 @@ static void after_append(tr_conn *c, size_t n)
             size_t inflight = (size_t)(q - c->out.bytes);
             size_t keep = limit > inflight ? limit - inflight : 0;
             size_t dropped = tr__outq_drop_oldest(&c->out, keep);
+            tr__budget_out(c, -(int64_t)dropped);
             tr__conn_unreserve(c, dropped);
         }
     }
@@ -261,6 +270,8 @@ int tr__conn_write_owned(tr_conn *c, const void *data, size_t len, tr_buf *b, bo
         rc = tr__conn_reserve(c, n);
         if (rc == TR_EBUFFULL) {
             tr__conn_overflow_exit(c);
+        } else if (rc == TR__EOUTBUDGET) {
+            rc = TR_EBUFFULL; /* the budget's, not this queue's: no overflow policy */
         }
     } else if (rc == 0 && reserved_n != n) {
         rc = TR_EINVAL;
@@ -278,6 +289,7 @@ int tr__conn_write_owned(tr_conn *c, const void *data, size_t len, tr_buf *b, bo
         tr__conn_unreserve(c, n);
         return rc;
     }
+    tr__budget_out(c, (int64_t)n);
     after_append(c, n);
     return 0;
 }

@@ -40,6 +40,7 @@ static void netw_free(void *p)
     tr__resolver_free(nw->resolver);
     ev_ref(nw->loop);
     ev_ref(nw->loop);
+    ev_timer_stop(nw->loop, &nw->sweep);
     ev_check_stop(nw->loop, &nw->flush_after_io);
     ev_prepare_stop(nw->loop, &nw->flush_before_poll);
     free(nw);
@@ -55,6 +56,12 @@ tr__netw *tr__netw_get(tr__worker *w)
         return NULL;
     }
     nw->loop = w->loop;
+    nw->rt = tr__netrt_get(w->rt);
+    if (nw->rt == NULL) {
+        free(nw);
+        return NULL;
+    }
+    ev_init(&nw->sweep, tr__budget_sweep);
     ev_check_init(&nw->flush_after_io, on_check);
     ev_set_priority(&nw->flush_after_io, EV_MINPRI);
     ev_check_start(nw->loop, &nw->flush_after_io);

@@ -6,6 +6,7 @@
 
 #include <ev.h>
 
+#include "budget.h"
 #include "conn.h"
 
 /* Read buffer shared by every connection of the worker: reads land here
@@ -18,6 +19,18 @@ typedef struct tr__netw {
     ev_prepare flush_before_poll;
     tr_conn *dirty;              /* connections with output to write */
     struct tr__resolver *resolver; /* c-ares channel, made on first use (resolve.c) */
+    /* Memory budget (budget.c): the runtime's budget, this worker's slice
+     * of it, what this worker's connections hold in pend and how many hold
+     * any, and the connections paused at an input budget, swept while
+     * there are any. */
+    tr__netrt *rt;
+    tr__budget_slice slice;
+    uint64_t held_in, holders;
+    tr_conn *paused;
+    uint64_t npaused;
+    ev_timer sweep;
+    ev_tstamp last_log;
+    uint64_t log_closed, log_freed; /* closes since the last log line */
     unsigned char rbuf[TR__RBUF_BYTES];
 } tr__netw;
 

@@ -38,6 +38,7 @@ void tr_server_config_defaults(tr_server_config *cfg)
     cfg->accept_mode = TR_ACCEPT_REUSEPORT;
     cfg->listen_fd = -1;
     cfg->resolve_timeout_ms = 5000;
+    cfg->budget.grace_ms = 5000;
 }
 
 static void info(tr_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -206,6 +207,7 @@ tr_server *tr_server_new(tr_runtime *rt, const tr_server_config *cfg, int *err)
     cc->observer = cfg->observer;
     cc->on_gone = tr__admission_gone;
     cc->tp = &tr__tcp_transport;
+    tr__budget_init(&cc->budget, &cfg->budget);
     if ((rc = tr__conn_cfg_check(cc)) < 0 ||
         (rc = tr__conn_cfg_set_tls(cc, cfg->conn.tls, true, NULL)) < 0) {
         goto fail_free;
@@ -518,6 +520,10 @@ void tr_server_stats_get(const tr_server *s, tr_server_stats *out)
         SUM(accept_errors);
         SUM(forced_closes);
         SUM(tls_handshakes);
+        SUM(budget_pauses);
+        SUM(budget_closes);
+        SUM(budget_refused);
+        SUM(frame_timeouts);
         for (int i = 0; i < TR_ERR__COUNT; i++) {
             SUM(errors[i]);
         }

@@ -209,6 +209,9 @@ void tr_runtime_free(tr_runtime *rt)
     for (unsigned i = 0; i < rt->nworkers; i++) {
         tr__worker_fini(&rt->workers[i]);
     }
+    if (rt->net != NULL && rt->net_free != NULL) {
+        rt->net_free(rt->net);
+    }
     pthread_cond_destroy(&rt->idle);
     pthread_mutex_destroy(&rt->lock);
     free(rt->workers);

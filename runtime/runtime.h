@@ -17,6 +17,11 @@ enum tr__rt_state {
 
 struct tr_runtime {
     tr_runtime_config cfg;
+    /* Per-runtime state of net/ (its memory budget), opaque here: made on
+     * first use by net/ (any thread; CAS), freed by net_free at
+     * tr_runtime_free once every worker is gone. */
+    void *net;              /* any thread; atomics */
+    void (*net_free)(void *net);
     tr__worker *workers;
     unsigned nworkers;
     uint32_t state;         /* any thread; atomics */

@@ -64,7 +64,11 @@ typedef enum tr_error_class {
     TR_ERR_WRITE_TIMEOUT = 7,   /* queued output made no progress for write_timeout_ms */
     TR_ERR_SEND_OVERFLOW = 8,   /* the send queue overflowed under TR_OVERFLOW_EXIT */
     TR_ERR_TLS = 9,             /* TLS: handshake failed or timed out, bad record, alert */
-    TR_ERR__COUNT = 10
+    TR_ERR_BUDGET = 10,         /* paused past the grace period at a spent input budget
+                                   (troupe/budget.h); err TR_ENOBUFS */
+    TR_ERR_FRAME_TIMEOUT = 11,  /* a frame started and did not complete within
+                                   frame_timeout_ms; err TR_ETIMEDOUT */
+    TR_ERR__COUNT = 12
 } tr_error_class;
 
 /* What to do about an error (the seed's ErrorAction). */
@@ -75,9 +79,10 @@ typedef enum tr_error_action {
 
 /* CONTINUE is honoured for FRAME_TOO_LARGE and MALFORMED only when the
  * codec can resynchronise (the line codec skips to the next newline), for
- * HANDLER (the frame is dropped), IDLE_TIMEOUT and WRITE_TIMEOUT (the
- * clock restarts) and SEND_OVERFLOW (the send is refused, the connection
- * stays). PEER_RESET, READ, WRITE and TLS always disconnect: the socket
+ * HANDLER (the frame is dropped), IDLE_TIMEOUT, WRITE_TIMEOUT and
+ * FRAME_TIMEOUT (the clock restarts), SEND_OVERFLOW (the send is refused,
+ * the connection stays) and BUDGET (the connection stays paused for
+ * another grace period). PEER_RESET, READ, WRITE and TLS always disconnect: the socket
  * (or the TLS session) is unusable. TLS errors may come before on_open: a
  * handshake that fails or times out (err TR_ETLS / TR_ETIMEDOUT) reaches
  * on_error and the observer, and the connection never opens. */
@@ -133,6 +138,14 @@ typedef struct tr_conn_settings {
      * default 30000, client default 0; 0 = off. */
     uint32_t idle_timeout_ms;
     uint32_t write_timeout_ms; /* queued output stuck this long; default 0 = off */
+    /* Once a frame has started (bytes of it are held, waiting for the
+     * rest), it must complete within this long, however the bytes trickle
+     * in: TR_ERR_FRAME_TIMEOUT (err TR_ETIMEDOUT), then a graceful close.
+     * Unlike the idle timeout, reading resets nothing; only completing the
+     * frame does. Default 30000 (server and client); 0 = off. Size it for
+     * the largest frame at the slowest rate a real peer sends
+     * (max_frame_bytes / rate), see docs/guide.md. */
+    uint32_t frame_timeout_ms;
     uint32_t linger_ms;        /* max wait for the peer's FIN after our half-close; default 5000 */
     size_t max_frame_bytes;    /* default 1 MiB */
     size_t send_queue_bytes;   /* per-connection send queue limit; default 4 MiB */

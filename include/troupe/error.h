@@ -44,6 +44,7 @@ extern "C" {
     X(TR_EADDR, -4009, "invalid address")                                                          \
     X(TR_ENONAME, -4010, "host name did not resolve")                                              \
     X(TR_ENOTSUP, -EOPNOTSUPP, "not supported by this build or object")                            \
+    X(TR_ENOBUFS, -ENOBUFS, "memory budget for buffered bytes exhausted")                          \
     X(TR_ETLSTRUNC, -4012, "TLS peer closed without close_notify (stream may be truncated)")
 
 #define TR__ERROR_ENUM(name, value, text) name = (value),

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "troupe/actor.h"
+#include "troupe/budget.h"
 #include "troupe/codec.h"
 #include "troupe/conn.h"
 #include "troupe/runtime.h"
@@ -97,6 +98,10 @@ typedef struct tr_server_config {
      * TROUPE_DNS_SERVERS as for clients), waiting at most this long.
      * Default 5000; 0 with a host name is TR_EINVAL. */
     uint32_t resolve_timeout_ms;
+    /* This server's own memory budget (troupe/budget.h), on top of the
+     * runtime's (tr_net_budget_set), which every server and client shares.
+     * Default {0, 0, 5000}: limits off, only the runtime's applies. */
+    tr_budget budget;
 } tr_server_config;
 
 /* Fills cfg with the defaults above (listen, codec, handler unset).
@@ -203,6 +208,10 @@ typedef struct tr_server_stats {
     uint64_t accept_errors; /* EMFILE and friends */
     uint64_t forced_closes; /* closed by force at a shutdown deadline */
     uint64_t tls_handshakes; /* completed (failures count in errors[TR_ERR_TLS]) */
+    uint64_t budget_pauses;  /* reading paused at an input budget (runtime's or server's) */
+    uint64_t budget_closes;  /* closed at an input budget (also in errors[TR_ERR_BUDGET]) */
+    uint64_t budget_refused; /* writes refused at an output budget (also in sends_refused) */
+    uint64_t frame_timeouts; /* frames past frame_timeout_ms (also errors[TR_ERR_FRAME_TIMEOUT]) */
 } tr_server_stats;
 
 /* A snapshot of the counters (summed over workers; each counter is exact

@@ -11,6 +11,7 @@
 #include "troupe/timer.h"
 #include "troupe/supervisor.h"
 #include "troupe/codec.h"
+#include "troupe/budget.h"
 #include "troupe/conn.h"
 #include "troupe/server.h"
 #include "troupe/client.h"
