@@ -18,5 +18,7 @@
 #include "troupe/embedded.h"
 #include "troupe/dgram.h"
 #include "troupe/bclient.h"
+#include "troupe/http.h"
+#include "troupe/ws.h"
 
 #endif

@@ -30,3 +30,5 @@ if(TROUPE_BUILD_DEMOS)
   target_compile_definitions(itest_chat PRIVATE TROUPE_CHAT_PATH="$<TARGET_FILE:troupe-chat>")
   add_dependencies(itest_chat troupe-chat)
 endif()
+# The protocol layers (net/proto/): HTTP/1.1 and WebSocket.
+troupe_add_itest(http concurrency)
