@@ -86,11 +86,13 @@ void tr__ws_session_fini(tr__ws_session *s)
     s->ctx = NULL;
 }
 
+/* Writes whatever wslay has queued. Called after every queueing, also
+ * from inside a delivery, so a message sent while handling another goes
+ * out before anything read later (a close in the same read would
+ * otherwise go first and the message never); the output is then the same
+ * however the input was split. */
 static int flush(tr__ws_session *s)
 {
-    if (s->in_recv) {
-        return 0;
-    }
     int r = wslay_event_send(s->ctx);
     if (s->write_err != 0) {
         return s->write_err;
@@ -102,9 +104,7 @@ int tr__ws_session_input(tr__ws_session *s, const unsigned char *data, size_t le
 {
     s->in = data;
     s->in_len = len;
-    s->in_recv = true;
     int r = wslay_event_recv(s->ctx);
-    s->in_recv = false;
     /* Bytes after a close or a protocol error are not read: drop them. */
     s->in = NULL;
     s->in_len = 0;

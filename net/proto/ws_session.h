@@ -31,7 +31,6 @@ typedef struct tr__ws_session {
     void *arg;
     const unsigned char *in; /* the input being parsed */
     size_t in_len;
-    bool in_recv;            /* inside wslay_event_recv: flush afterwards */
     int write_err;           /* the sink's first failure, 0 if none */
     uint64_t frames_in;      /* frames seen, control frames included */
 } tr__ws_session;
@@ -46,12 +45,11 @@ void tr__ws_session_fini(tr__ws_session *s);
  * error, or TR_ENOMEM. */
 int tr__ws_session_input(tr__ws_session *s, const unsigned char *data, size_t len);
 
-/* Queues a frame (opcode 1 text, 2 binary, 9 ping) and flushes unless
- * inside a delivery. Returns 0, TR_ECLOSED (a close was sent), TR_ENOMEM
+/* Queues a frame (opcode 1 text, 2 binary, 9 ping) and flushes. Returns 0, TR_ECLOSED (a close was sent), TR_ENOMEM
  * or the sink's write error. */
 int tr__ws_session_send(tr__ws_session *s, int opcode, const void *data, size_t len);
 
-/* Queues a close with code (0: none) and reason, and flushes as above.
+/* Queues a close with code (0: none) and reason, and flushes.
  * Returns 0 (also when one was already sent), TR_EINVAL (bad code or a
  * reason over 123 bytes), TR_ENOMEM or the write error. */
 int tr__ws_session_close(tr__ws_session *s, uint16_t code, const char *reason, size_t len);

@@ -32,3 +32,4 @@ if(TROUPE_BUILD_DEMOS)
 endif()
 # The protocol layers (net/proto/): HTTP/1.1 and WebSocket.
 troupe_add_itest(http concurrency)
+troupe_add_itest(ws concurrency)
