@@ -202,6 +202,12 @@ static int on_body(http_parser *p, const char *at, size_t len)
 static int on_message_complete(http_parser *p)
 {
     tr__http_parser *hp = of(p);
+    /* Trailers of a chunked body come as headers after on_headers_complete:
+     * end the last one here. */
+    if (head_end(hp) != 0) {
+        return -1;
+    }
+    hp->last = LAST_NONE;
     hp->state = TR__HTTP_REQUEST;
     hp->keep_alive = http_should_keep_alive(p) != 0;
     hp->upgrade = p->upgrade != 0;

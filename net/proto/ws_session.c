@@ -56,7 +56,11 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) {
         s->sink->message(s->arg, arg->opcode, arg->msg, arg->msg_length);
     }
-    /* Pings are answered and closes echoed by wslay itself. */
+    /* Pings are answered and closes echoed by wslay itself; write the
+     * answer now, before a later frame of the same read can queue a close
+     * that would go first and end the writing (as when it came in a read
+     * of its own). */
+    wslay_event_send(ctx);
 }
 
 static const struct wslay_event_callbacks callbacks = {
