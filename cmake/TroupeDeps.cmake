@@ -10,6 +10,14 @@ find_library(LIBEV_LIBRARY NAMES ev REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(CARES REQUIRED IMPORTED_TARGET libcares)
 
+# The protocol layers in net/proto/: HTTP/1.1 parsing with http_parser
+# (libhttp-parser-dev, 2.9) and WebSocket framing with wslay (libwslay-dev,
+# 1.1). Neither ships a pkg-config file.
+find_path(HTTP_PARSER_INCLUDE_DIR http_parser.h REQUIRED)
+find_library(HTTP_PARSER_LIBRARY NAMES http_parser REQUIRED)
+find_path(WSLAY_INCLUDE_DIR wslay/wslay.h REQUIRED)
+find_library(WSLAY_LIBRARY NAMES wslay REQUIRED)
+
 # BoringSSL from Debian's android-libboringssl-dev: headers and libraries
 # live under android/ subdirectories and need an rpath.
 find_path(BORINGSSL_INCLUDE_DIR openssl/ssl.h
@@ -27,9 +35,11 @@ else()
 endif()
 
 add_library(troupe_deps INTERFACE)
-target_include_directories(troupe_deps INTERFACE ${LIBEV_INCLUDE_DIR} ${CARES_INCLUDE_DIRS})
-target_link_libraries(troupe_deps INTERFACE ${LIBEV_LIBRARY} ${CARES_LINK_LIBRARIES} Threads::Threads)
-set(TROUPE_DEP_LIBS ev cares pthread)
+target_include_directories(troupe_deps INTERFACE ${LIBEV_INCLUDE_DIR} ${CARES_INCLUDE_DIRS}
+  ${HTTP_PARSER_INCLUDE_DIR} ${WSLAY_INCLUDE_DIR})
+target_link_libraries(troupe_deps INTERFACE ${LIBEV_LIBRARY} ${CARES_LINK_LIBRARIES}
+  ${HTTP_PARSER_LIBRARY} ${WSLAY_LIBRARY} Threads::Threads)
+set(TROUPE_DEP_LIBS ev cares http_parser wslay pthread)
 if(TROUPE_HAVE_BORINGSSL)
   # BoringSSL headers are added privately by the TLS sources, so they never
   # shadow a system OpenSSL in users' builds.

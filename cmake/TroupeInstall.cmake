@@ -28,7 +28,7 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/troupeConfig.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/troupeConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/troupe)
 
-set(TROUPE_PC_LIBS "-lev -lcares -lpthread")
+set(TROUPE_PC_LIBS "-lev -lcares -lhttp_parser -lwslay -lpthread")
 if(TROUPE_HAVE_BORINGSSL)
   set(TROUPE_PC_LIBS "${TROUPE_PC_LIBS} -L${TROUPE_BORINGSSL_LIBDIR} -Wl,-rpath,${TROUPE_BORINGSSL_LIBDIR} -lssl -lcrypto")
 endif()

@@ -19,5 +19,7 @@
 #include "troupe/embedded.h"
 #include "troupe/dgram.h"
 #include "troupe/bclient.h"
+#include "troupe/http.h"
+#include "troupe/ws.h"
 
 #endif

@@ -47,6 +47,11 @@ static uint32_t next_rand(uint32_t *x)
     return v;
 }
 
+uint32_t fuzz_rand(uint32_t *state)
+{
+    return next_rand(state);
+}
+
 static void run(const tr_codec *c, const tr_test_feed_opts *o, const uint8_t *s, size_t len,
                 const size_t *cuts, size_t ncuts, const char *what, tr_test_feed *f)
 {

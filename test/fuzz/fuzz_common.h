@@ -25,6 +25,9 @@ uint8_t fuzz_u8(fuzz_input *in);
 /* The next 8 bytes, little endian, zeros past the end. */
 uint64_t fuzz_u64(fuzz_input *in);
 
+/* xorshift32: the next of a reproducible sequence (state must not be 0). */
+uint32_t fuzz_rand(uint32_t *state);
+
 /* Prints the message and aborts. */
 _Noreturn void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

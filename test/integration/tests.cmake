@@ -32,3 +32,6 @@ if(TROUPE_BUILD_DEMOS)
 endif()
 troupe_add_itest(halfclose concurrency)
 troupe_add_itest(budget concurrency)
+# The protocol layers (net/proto/): HTTP/1.1 and WebSocket.
+troupe_add_itest(http concurrency)
+troupe_add_itest(ws concurrency)
