@@ -49,11 +49,17 @@ typedef struct chat_stats {
     uint64_t registrations;
 } chat_stats;
 
+typedef struct chat_listener chat_listener;
+
 typedef struct chat {
     chat_config cfg;
     tr_runtime *rt;
     tr_actor_id registry;
     chat_stats st;
+    /* The listeners /metrics reports on: set before the HTTP server starts,
+     * read-only after. */
+    const chat_listener *listeners;
+    size_t nlisteners;
 } chat;
 
 void chat_stat_add(uint64_t *p, int64_t v);
@@ -189,10 +195,15 @@ void chat_send_numeric(const chat *ch, tr_conn_id to, int num, const char *nick,
 void chat_deliver(chat *ch, tr_conn_id to, tr_buf *b);
 
 /* A listening server and its name in /metrics ("irc", "ircs", "http"). */
-typedef struct chat_listener {
+struct chat_listener {
     const char *name;
     tr_server *srv;
-} chat_listener;
+};
+
+/* The HTTP listener (http.c): GET /, /healthz, /metrics. Returns the
+ * started server (and its tr_http in *out) or NULL with *err. */
+struct tr_http;
+tr_server *chat_http_start(chat *ch, const char *listen, struct tr_http **out, int *err);
 
 /* Writes the Prometheus text exposition of the chat's counters and the
  * listeners' stats into buf; returns its length (cut at cap). */

@@ -18,7 +18,7 @@
 #define MAX_MOTD_LINES 100
 
 typedef struct options {
-    const char *listen, *tls_listen, *cert, *key, *motd_file;
+    const char *listen, *tls_listen, *http_listen, *cert, *key, *motd_file;
     unsigned workers;
     long max_clients, ping_s;
     double flood_burst, flood_per_s;
@@ -33,6 +33,8 @@ static void usage(FILE *to)
             "  --listen HOST:PORT      IRC over TCP (default 127.0.0.1:6667)\n"
             "  --tls-listen HOST:PORT  IRC over TLS (needs --cert and --key; e.g. 127.0.0.1:6697)\n"
             "  --cert FILE --key FILE  PEM certificate chain and key (SIGHUP reloads them)\n"
+            "  --http-listen HOST:PORT the web page, /metrics and /healthz (default 127.0.0.1:8080;\n"
+            "                          \"off\" for none)\n"
             "  --workers N             worker threads (default: one per core)\n"
             "  --max-clients N         connections at most (default 10000)\n"
             "  --ping-timeout SECONDS  silence before a PING, and again before the drop (default 120)\n"
@@ -48,7 +50,7 @@ static void usage(FILE *to)
 
 static int parse(int argc, char **argv, options *o)
 {
-    *o = (options){.listen = "127.0.0.1:6667", .max_clients = 10000, .ping_s = 120,
+    *o = (options){.listen = "127.0.0.1:6667", .http_listen = "127.0.0.1:8080", .max_clients = 10000, .ping_s = 120,
                    .name = "troupe.chat", .log_level = "warn",
                    .flood_burst = 20, .flood_per_s = 4, .sendq = 512 * 1024};
     for (int i = 1; i < argc; i++) {
@@ -65,6 +67,8 @@ static int parse(int argc, char **argv, options *o)
             o->listen = v;
         } else if (strcmp(a, "--tls-listen") == 0) {
             o->tls_listen = v;
+        } else if (strcmp(a, "--http-listen") == 0) {
+            o->http_listen = v;
         } else if (strcmp(a, "--cert") == 0) {
             o->cert = v;
         } else if (strcmp(a, "--key") == 0) {
@@ -224,8 +228,34 @@ int main(int argc, char **argv)
     }
     tr_server *plain = serve(&ch, &o, o.listen, lines, NULL);
     tr_server *secure = tls != NULL ? serve(&ch, &o, o.tls_listen, lines, tls) : NULL;
+    static chat_listener ls[2];
+    size_t nls = 0;
+    ls[nls++] = (chat_listener){"irc", plain};
+    if (secure != NULL) {
+        ls[nls++] = (chat_listener){"ircs", secure};
+    }
+    tr_http *http = NULL;
+    tr_server *web = NULL;
+    if (strcmp(o.http_listen, "off") != 0) {
+        ch.listeners = ls; /* before the HTTP server starts: read-only after */
+        ch.nlisteners = nls;
+        web = chat_http_start(&ch, o.http_listen, &http, &err);
+        if (web == NULL) {
+            fprintf(stderr, "troupe-chat: listen %s: %s\n", o.http_listen, tr_strerror(err));
+            return 1;
+        }
+        char addr[128];
+        tr_server_address(web, addr, sizeof(addr));
+        printf("HTTP on %s (the page, /metrics, /healthz)\n", addr);
+    }
+    char hostport[128];
+    tr_server_address(plain, hostport, sizeof(hostport));
+    char *colon = strrchr(hostport, ':');
+    if (colon != NULL) {
+        *colon = ' '; /* nc wants HOST PORT */
+    }
     printf("troupe-chat %s ready (%u workers). Try: nc %s  then  NICK you / USER you 0 * :You\n",
-           o.name, tr_runtime_workers(ch.rt), o.listen);
+           o.name, tr_runtime_workers(ch.rt), hostport);
     fflush(stdout);
 
     int sig;
@@ -241,12 +271,17 @@ int main(int argc, char **argv)
     if (secure != NULL) {
         tr_server_shutdown(secure, 5000);
     }
+    if (web != NULL) {
+        tr_server_shutdown(web, 2000);
+    }
     printf("stopped: %llu registrations, %llu lines in, %llu deliveries\n",
            (unsigned long long)chat_stat_get(&ch.st.registrations),
            (unsigned long long)chat_stat_get(&ch.st.lines_in),
            (unsigned long long)chat_stat_get(&ch.st.deliveries));
     tr_server_free(plain);
     tr_server_free(secure);
+    tr_server_free(web);
+    tr_http_free(http);
     tr_runtime_shutdown(ch.rt, 2000);
     tr_runtime_free(ch.rt);
     tr_codec_free(lines);

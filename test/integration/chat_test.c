@@ -31,12 +31,14 @@ typedef struct server {
     pid_t pid;
     FILE *out;     /* its stdout */
     char addr[64]; /* "127.0.0.1:PORT" */
+    char http[64]; /* the HTTP listener's */
 } server;
 
 static void start_server(server *s, const char *extra)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "exec %s --listen 127.0.0.1:0 --workers 2 %s", TROUPE_CHAT_PATH,
+    snprintf(cmd, sizeof(cmd), "exec %s --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --workers 2 %s",
+             TROUPE_CHAT_PATH,
              extra != NULL ? extra : "");
     int pipefd[2];
     cr_assert_eq(pipe(pipefd), 0);
@@ -53,11 +55,13 @@ static void start_server(server *s, const char *extra)
     close(pipefd[1]);
     s->out = fdopen(pipefd[0], "r");
     char line[256];
-    s->addr[0] = '\0';
-    while (s->addr[0] == '\0' && fgets(line, sizeof(line), s->out) != NULL) {
+    s->addr[0] = s->http[0] = '\0';
+    while ((s->addr[0] == '\0' || s->http[0] == '\0') && fgets(line, sizeof(line), s->out) != NULL) {
         sscanf(line, "IRC on %63s", s->addr);
+        sscanf(line, "HTTP on %63s", s->http);
     }
     cr_assert_neq(s->addr[0], '\0', "troupe-chat printed its address");
+    cr_assert_neq(s->http[0], '\0', "and its HTTP address");
 }
 
 /* SIGTERM, then its exit status. */
@@ -619,4 +623,62 @@ Test(chat, the_ii_client_joins_and_talks)
     char rm[256];
     snprintf(rm, sizeof(rm), "rm -rf '%s'", dir);
     cr_assert_eq(system(rm), 0);
+}
+
+/* One HTTP/1.0 GET; the whole response (head and body) into out. */
+static void http_get(const server *s, const char *path, char *out, size_t cap)
+{
+    int fd = tr_test_sock_connect(s->http, NULL, 5000);
+    cr_assert_geq(fd, 0);
+    char req[256];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    cr_assert_eq(tr_test_sock_send(fd, req, strlen(req)), 0);
+    size_t got = 0;
+    ssize_t r = tr_test_sock_recv_to_eof(fd, out, cap - 1, &got);
+    out[r >= 0 ? (size_t)r : got] = '\0';
+    close(fd);
+}
+
+static unsigned long long metric(const char *text, const char *name)
+{
+    char want[128];
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *p = strstr(text, want);
+    cr_assert_not_null(p, "metric %s", name);
+    return strtoull(p + strlen(want), NULL, 10);
+}
+
+Test(chat, http_page_healthz_and_metrics_reflect_what_happened)
+{
+    server s;
+    start_server(&s, NULL);
+    static char body[65536];
+    http_get(&s, "/healthz", body, sizeof(body));
+    cr_assert_not_null(strstr(body, "200 OK"), "%s", body);
+    cr_assert_not_null(strstr(body, "\r\n\r\nok\n"), "%s", body);
+    http_get(&s, "/", body, sizeof(body));
+    cr_assert_not_null(strstr(body, "text/html"), "%.200s", body);
+    cr_assert_not_null(strstr(body, "new WebSocket"), "the page is the IRC client");
+    http_get(&s, "/nope", body, sizeof(body));
+    cr_assert_not_null(strstr(body, " 404 "), "%.100s", body);
+
+    client a, b;
+    login_any_motd(&a, &s, "alice");
+    login_any_motd(&b, &s, "bob");
+    join(&a, "alice", "#m");
+    join(&b, "bob", "#m");
+    sendf(&a, "PRIVMSG #m :one");
+    sendf(&a, "PRIVMSG #m :two");
+    expect(&b, "PRIVMSG #m :two", NULL, 0);
+    http_get(&s, "/metrics", body, sizeof(body));
+    cr_assert_eq(metric(body, "troupe_chat_connections"), 2);
+    cr_assert_eq(metric(body, "troupe_chat_users"), 2);
+    cr_assert_eq(metric(body, "troupe_chat_channels"), 1);
+    cr_assert_geq(metric(body, "troupe_chat_registrations_total"), 2);
+    cr_assert_geq(metric(body, "troupe_chat_lines_in_total"), 8);
+    cr_assert_geq(metric(body, "troupe_chat_deliveries_total"), 2, "alice's two lines to bob");
+    cr_assert_not_null(strstr(body, "troupe_server_accepted_total{listener=\"irc\"} 2"), "%s", body);
+    client_close(&a);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
 }

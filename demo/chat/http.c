@@ -1,0 +1,68 @@
+/* troupe-chat: the HTTP listener. GET / serves the page (demo/chat/web/,
+ * embedded at build time), /healthz says ok, /metrics the Prometheus
+ * text. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "chat.h"
+#include "troupe/http.h"
+
+extern const unsigned char chat_page[];
+extern const size_t chat_page_len;
+
+#define METRICS_BYTES (64 * 1024)
+
+static int on_request(tr_http_req *req, void *user)
+{
+    chat *ch = user;
+    const char *path = tr_http_req_path(req);
+    const char *method = tr_http_req_method(req);
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        return tr_http_respond(req, 405, "text/plain", "GET only\n", 9);
+    }
+    if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
+        return tr_http_respond(req, 200, "text/html; charset=utf-8", chat_page, chat_page_len);
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        return tr_http_respond(req, 200, "text/plain", "ok\n", 3);
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        char *buf = malloc(METRICS_BYTES);
+        if (buf == NULL) {
+            return tr_http_respond(req, 503, "text/plain", "out of memory\n", 14);
+        }
+        size_t n = chat_metrics(ch, ch->listeners, ch->nlisteners, buf, METRICS_BYTES);
+        int rc = tr_http_respond(req, 200, "text/plain; version=0.0.4", buf, n);
+        free(buf);
+        return rc;
+    }
+    return tr_http_respond(req, 404, "text/plain", "not found\n", 10);
+}
+
+tr_server *chat_http_start(chat *ch, const char *listen, tr_http **out, int *err)
+{
+    tr_http_config hc;
+    tr_http_config_defaults(&hc);
+    hc.on_request = on_request;
+    hc.user = ch;
+    hc.server_name = "troupe-chat";
+    tr_http *http = tr_http_new(&hc, err);
+    if (http == NULL) {
+        return NULL;
+    }
+    tr_server_config cfg;
+    tr_server_config_defaults(&cfg);
+    cfg.listen = listen;
+    if ((*err = tr_http_apply(http, &cfg.conn)) < 0) {
+        tr_http_free(http);
+        return NULL;
+    }
+    tr_server *srv = tr_server_new(ch->rt, &cfg, err);
+    if (srv == NULL || (*err = tr_server_start(srv)) < 0) {
+        tr_server_free(srv);
+        tr_http_free(http);
+        return NULL;
+    }
+    *out = http;
+    return srv;
+}
