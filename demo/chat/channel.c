@@ -59,7 +59,7 @@ static void broadcast(channel *c, const char *line, size_t len, tr_conn_id skip)
     }
     for (size_t i = 0; i < c->n; i++) {
         if (c->m[i].who.conn.bits != skip.bits) {
-            chat_deliver(c->ch, c->m[i].who.conn, b);
+            chat_deliver(c->ch, chat_dest_of(&c->m[i].who), b);
         }
     }
     tr_buf_release(b);
@@ -87,16 +87,16 @@ static void names(channel *c, const chat_who *to)
     for (size_t i = 0; i < c->n; i++) {
         size_t need = strlen(c->m[i].who.nick) + 2;
         if (len + need > IRC_MAX_LINE - 2 && len > head) {
-            tr_conn_send(to->conn, line, len - 1); /* without the trailing space */
+            chat_send_text(chat_dest_of(to), line, len - 1); /* without the trailing space */
             len = head;
         }
         len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s ", c->m[i].op ? "@" : "",
                                 c->m[i].who.nick);
     }
     if (len > head) {
-        tr_conn_send(to->conn, line, len - 1);
+        chat_send_text(chat_dest_of(to), line, len - 1);
     }
-    chat_send_numeric(c->ch, to->conn, 366, to->nick, "%s :End of /NAMES list.", c->name);
+    chat_send_numeric(c->ch, chat_dest_of(to), 366, to->nick, "%s :End of /NAMES list.", c->name);
 }
 
 static void joined_reply(channel *c, tr_conn_id to)
@@ -129,7 +129,7 @@ static void join(channel *c, const c_join *j)
     int n = snprintf(line, sizeof(line), "%s JOIN %s", prefix, c->name);
     broadcast(c, line, (size_t)n, (tr_conn_id){0});
     if (c->topic[0] != '\0') {
-        chat_send_numeric(c->ch, j->who.conn, 332, j->who.nick, "%s :%s", c->name, c->topic);
+        chat_send_numeric(c->ch, chat_dest_of(&j->who), 332, j->who.nick, "%s :%s", c->name, c->topic);
     }
     names(c, &j->who);
     joined_reply(c, j->who.conn);
@@ -140,14 +140,14 @@ static void topic(channel *c, const c_topic *t)
 {
     if (!t->set) {
         if (c->topic[0] == '\0') {
-            chat_send_numeric(c->ch, t->who.conn, 331, t->who.nick, "%s :No topic is set", c->name);
+            chat_send_numeric(c->ch, chat_dest_of(&t->who), 331, t->who.nick, "%s :No topic is set", c->name);
         } else {
-            chat_send_numeric(c->ch, t->who.conn, 332, t->who.nick, "%s :%s", c->name, c->topic);
+            chat_send_numeric(c->ch, chat_dest_of(&t->who), 332, t->who.nick, "%s :%s", c->name, c->topic);
         }
         return;
     }
     if (find_conn(c, t->who.conn) == NULL) {
-        chat_send_numeric(c->ch, t->who.conn, 442, t->who.nick, "%s :You're not on that channel",
+        chat_send_numeric(c->ch, chat_dest_of(&t->who), 442, t->who.nick, "%s :You're not on that channel",
                           c->name);
         return;
     }
@@ -163,18 +163,18 @@ static void kick(channel *c, const c_kick *k)
 {
     member *by = find_conn(c, k->who.conn);
     if (by == NULL) {
-        chat_send_numeric(c->ch, k->who.conn, 442, k->who.nick, "%s :You're not on that channel",
+        chat_send_numeric(c->ch, chat_dest_of(&k->who), 442, k->who.nick, "%s :You're not on that channel",
                           c->name);
         return;
     }
     if (!by->op) {
-        chat_send_numeric(c->ch, k->who.conn, 482, k->who.nick, "%s :You're not channel operator",
+        chat_send_numeric(c->ch, chat_dest_of(&k->who), 482, k->who.nick, "%s :You're not channel operator",
                           c->name);
         return;
     }
     member *target = find_nick(c, k->target);
     if (target == NULL) {
-        chat_send_numeric(c->ch, k->who.conn, 441, k->who.nick,
+        chat_send_numeric(c->ch, chat_dest_of(&k->who), 441, k->who.nick,
                           "%s %s :They aren't on that channel", k->target, c->name);
         return;
     }
@@ -193,11 +193,11 @@ static void who(channel *c, const chat_who *to)
 {
     for (size_t i = 0; i < c->n; i++) {
         const chat_who *w = &c->m[i].who;
-        chat_send_numeric(c->ch, to->conn, 352, to->nick, "%s %s %s %s %s H%s :0 %s", c->name,
+        chat_send_numeric(c->ch, chat_dest_of(to), 352, to->nick, "%s %s %s %s %s H%s :0 %s", c->name,
                           w->user, w->host, c->ch->cfg.name, w->nick, c->m[i].op ? "@" : "",
                           w->nick);
     }
-    chat_send_numeric(c->ch, to->conn, 315, to->nick, "%s :End of /WHO list.", c->name);
+    chat_send_numeric(c->ch, chat_dest_of(to), 315, to->nick, "%s :End of /WHO list.", c->name);
 }
 
 /* A member quits or changes nick: the registry gathers who must hear it. */
@@ -208,7 +208,7 @@ static void leave(channel *c, const c_leave *l)
         snprintf(m->who.nick, sizeof(m->who.nick), "%s", l->nick);
     }
     size_t n = c->n;
-    r_gathered *g = malloc(sizeof(*g) + n * sizeof(tr_conn_id));
+    r_gathered *g = malloc(sizeof(*g) + n * sizeof(chat_dest));
     if (g == NULL) {
         return;
     }
@@ -216,10 +216,10 @@ static void leave(channel *c, const c_leave *l)
     g->n = 0;
     for (size_t i = 0; i < n; i++) {
         if (c->m[i].who.conn.bits != l->conn.bits) {
-            g->members[g->n++] = c->m[i].who.conn;
+            g->members[g->n++] = chat_dest_of(&c->m[i].who);
         }
     }
-    tr_send_copy(c->ch->registry, R_GATHERED, g, sizeof(*g) + g->n * sizeof(tr_conn_id));
+    tr_send_copy(c->ch->registry, R_GATHERED, g, sizeof(*g) + g->n * sizeof(chat_dest));
     free(g);
     if (m != NULL && l->quit) {
         removed(c, m);

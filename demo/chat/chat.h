@@ -68,6 +68,7 @@ uint64_t chat_stat_get(const uint64_t *p);
 /* Who a user is: enough to build ":nick!user@host" and reach them. */
 typedef struct chat_who {
     tr_conn_id conn;
+    bool ws;                    /* a WebSocket user: lines go as text frames */
     char nick[IRC_NICKLEN + 1];
     char user[CHAT_USERLEN + 1];
     char host[CHAT_HOSTLEN];
@@ -127,10 +128,22 @@ typedef struct r_chan_info {
     char topic[IRC_TOPICLEN + 1];
 } r_chan_info;
 
+/* Where a line goes: a connection, and how it frames lines. */
+typedef struct chat_dest {
+    tr_conn_id conn;
+    bool ws;
+} chat_dest;
+
+static inline chat_dest chat_dest_of(const chat_who *w)
+{
+    chat_dest d = {w->conn, w->ws};
+    return d;
+}
+
 typedef struct r_gathered {
     uint64_t event;
     uint32_t n;
-    tr_conn_id members[];       /* n of them */
+    chat_dest members[];        /* n of them */
 } r_gathered;
 
 typedef struct c_join {
@@ -186,13 +199,17 @@ extern const tr_handler chat_session_handler;
 size_t chat_numeric(const chat *ch, char *buf, int num, const char *nick, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-/* Sends a numeric to a connection by id. */
-void chat_send_numeric(const chat *ch, tr_conn_id to, int num, const char *nick, const char *fmt,
+/* Sends a numeric / a line (a copy) to a user by id. */
+void chat_send_numeric(const chat *ch, chat_dest to, int num, const char *nick, const char *fmt,
                        ...) __attribute__((format(printf, 5, 6)));
+void chat_send_text(chat_dest to, const char *line, size_t len);
 
-/* Queues one shared line on a connection, counting the delivery (or the
- * drop: a full queue closes that user). Takes a reference of b. */
-void chat_deliver(chat *ch, tr_conn_id to, tr_buf *b);
+/* Queues one shared line on a user's connection, counting the delivery
+ * (or the drop: a full queue closes that user). Takes a reference of b. */
+void chat_deliver(chat *ch, chat_dest to, tr_buf *b);
+
+/* The WebSocket side of a session (session.c): an IRC user over /ws. */
+extern const tr_ws_handler chat_ws_handler;
 
 /* A listening server and its name in /metrics ("irc", "ircs", "http"). */
 struct chat_listener {

@@ -40,7 +40,16 @@ size_t chat_numeric(const chat *ch, char *buf, int num, const char *nick, const 
     return n;
 }
 
-void chat_send_numeric(const chat *ch, tr_conn_id to, int num, const char *nick, const char *fmt,
+void chat_send_text(chat_dest to, const char *line, size_t len)
+{
+    if (to.ws) {
+        tr_ws_send_id(to.conn, TR_WS_TEXT, line, len);
+    } else {
+        tr_conn_send(to.conn, line, len);
+    }
+}
+
+void chat_send_numeric(const chat *ch, chat_dest to, int num, const char *nick, const char *fmt,
                        ...)
 {
     char buf[IRC_MAX_LINE + 1];
@@ -48,12 +57,13 @@ void chat_send_numeric(const chat *ch, tr_conn_id to, int num, const char *nick,
     va_start(ap, fmt);
     size_t n = vnumeric(ch, buf, num, nick, fmt, ap);
     va_end(ap);
-    tr_conn_send(to, buf, n);
+    chat_send_text(to, buf, n);
 }
 
-void chat_deliver(chat *ch, tr_conn_id to, tr_buf *b)
+void chat_deliver(chat *ch, chat_dest to, tr_buf *b)
 {
-    int rc = tr_conn_send_buf(to, tr_buf_retain(b));
+    int rc = to.ws ? tr_ws_send_buf_id(to.conn, TR_WS_TEXT, tr_buf_retain(b))
+                   : tr_conn_send_buf(to.conn, tr_buf_retain(b));
     if (rc == 0) {
         chat_stat_add(&ch->st.deliveries, 1);
     } else if (rc == TR_EBUFFULL) {

@@ -6,16 +6,23 @@
 
 #include "chat.h"
 #include "troupe/http.h"
+#include "troupe/ws.h"
 
 extern const unsigned char chat_page[];
 extern const size_t chat_page_len;
 
 #define METRICS_BYTES (64 * 1024)
 
+static const char *const subprotocols[] = {"text.ircv3.net", NULL};
+static tr_ws_config ws_cfg; /* set once by chat_http_start, read-only after */
+
 static int on_request(tr_http_req *req, void *user)
 {
     chat *ch = user;
     const char *path = tr_http_req_path(req);
+    if (strcmp(path, "/ws") == 0) {
+        return tr_ws_accept(req, &ws_cfg, NULL); /* then chat_ws_handler */
+    }
     const char *method = tr_http_req_method(req);
     if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
         return tr_http_respond(req, 405, "text/plain", "GET only\n", 9);
@@ -41,6 +48,12 @@ static int on_request(tr_http_req *req, void *user)
 
 tr_server *chat_http_start(chat *ch, const char *listen, tr_http **out, int *err)
 {
+    tr_ws_config_defaults(&ws_cfg);
+    ws_cfg.handler = &chat_ws_handler;
+    ws_cfg.user = ch;
+    ws_cfg.subprotocols = subprotocols;
+    ws_cfg.max_message_bytes = IRC_MAX_LINE * 4;
+    ws_cfg.ping_interval_ms = ch->cfg.ping_timeout_ms;
     tr_http_config hc;
     tr_http_config_defaults(&hc);
     hc.on_request = on_request;

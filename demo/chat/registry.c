@@ -10,7 +10,7 @@
 #include "map.h"
 
 typedef struct nick_entry {
-    tr_conn_id conn;
+    chat_dest to;
 } nick_entry;
 
 typedef struct chan_entry {
@@ -27,7 +27,7 @@ typedef struct event {
     uint64_t id;
     uint32_t pending;
     tr_buf *line;
-    tr_conn_id *ids;
+    chat_dest *ids;
     size_t n, cap;
 } event;
 
@@ -59,11 +59,11 @@ static bool chan_alive(const registry *r, tr_actor_id id)
     return map_get(&r->byid, k) != NULL;
 }
 
-static bool add_id(event *e, tr_conn_id id)
+static bool add_id(event *e, chat_dest id)
 {
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 16;
-        tr_conn_id *v = realloc(e->ids, cap * sizeof(*v));
+        chat_dest *v = realloc(e->ids, cap * sizeof(*v));
         if (v == NULL) {
             return false;
         }
@@ -76,7 +76,7 @@ static bool add_id(event *e, tr_conn_id id)
 
 static int cmp_id(const void *a, const void *b)
 {
-    uint64_t x = ((const tr_conn_id *)a)->bits, y = ((const tr_conn_id *)b)->bits;
+    uint64_t x = ((const chat_dest *)a)->conn.bits, y = ((const chat_dest *)b)->conn.bits;
     return x < y ? -1 : x > y;
 }
 
@@ -87,7 +87,7 @@ static void finish_event(registry *r, event *e)
         qsort(e->ids, e->n, sizeof(*e->ids), cmp_id);
     }
     for (size_t i = 0; i < e->n; i++) {
-        if (i == 0 || e->ids[i].bits != e->ids[i - 1].bits) {
+        if (i == 0 || e->ids[i].conn.bits != e->ids[i - 1].conn.bits) {
             chat_deliver(r->ch, e->ids[i], e->line);
         }
     }
@@ -105,7 +105,7 @@ static void finish_event(registry *r, event *e)
 /* Starts a fan-out of `line` over the channels; `self` (if nonzero) hears
  * it too. */
 static void fan_out(registry *r, const char *line, size_t len, const tr_actor_id *chans,
-                    uint32_t nchans, tr_conn_id self, const c_leave *tmpl)
+                    uint32_t nchans, chat_dest self, const c_leave *tmpl)
 {
     event *e = calloc(1, sizeof(*e));
     if (e == NULL || (e->line = tr_buf_copy(line, len)) == NULL) {
@@ -113,7 +113,7 @@ static void fan_out(registry *r, const char *line, size_t len, const tr_actor_id
         return;
     }
     e->id = ++r->next_event;
-    if (self.bits != 0) {
+    if (self.conn.bits != 0) {
         add_id(e, self);
     }
     e->next = r->events;
@@ -132,7 +132,7 @@ static void fan_out(registry *r, const char *line, size_t len, const tr_actor_id
 
 static void gathered(registry *r, const r_gathered *g, size_t len)
 {
-    if (len < sizeof(*g) || len != sizeof(*g) + g->n * sizeof(tr_conn_id)) {
+    if (len < sizeof(*g) || len != sizeof(*g) + g->n * sizeof(chat_dest)) {
         return;
     }
     for (event *e = r->events; e != NULL; e = e->next) {
@@ -153,7 +153,7 @@ static void nick(registry *r, const r_nick *q)
     char key[IRC_NICKLEN + 1], old[IRC_NICKLEN + 1];
     fold(q->nick, key, sizeof(key));
     nick_entry *have = map_get(&r->nicks, key);
-    s_nick reply = {.ok = have == NULL || have->conn.bits == q->who.conn.bits};
+    s_nick reply = {.ok = have == NULL || have->to.conn.bits == q->who.conn.bits};
     snprintf(reply.nick, sizeof(reply.nick), "%s", q->nick);
     if (reply.ok && have == NULL) {
         nick_entry *e = malloc(sizeof(*e));
@@ -161,14 +161,14 @@ static void nick(registry *r, const r_nick *q)
             free(e);
             reply.ok = false;
         } else {
-            e->conn = q->who.conn;
+            e->to = chat_dest_of(&q->who);
         }
     }
     if (reply.ok && q->who.nick[0] != '\0') {
         fold(q->who.nick, old, sizeof(old));
         if (strcmp(old, key) != 0) {
             nick_entry *prev = map_get(&r->nicks, old);
-            if (prev != NULL && prev->conn.bits == q->who.conn.bits) {
+            if (prev != NULL && prev->to.conn.bits == q->who.conn.bits) {
                 free(map_del(&r->nicks, old));
             }
         }
@@ -180,7 +180,7 @@ static void nick(registry *r, const r_nick *q)
         int n = snprintf(line, sizeof(line), "%s NICK :%s", prefix, q->nick);
         c_leave l = {.conn = q->who.conn, .quit = false};
         snprintf(l.nick, sizeof(l.nick), "%s", q->nick);
-        fan_out(r, line, (size_t)n, q->chans, q->nchans, q->who.conn, &l);
+        fan_out(r, line, (size_t)n, q->chans, q->nchans, chat_dest_of(&q->who), &l);
     }
 }
 
@@ -189,7 +189,7 @@ static void quit(registry *r, const r_quit *q)
     char key[IRC_NICKLEN + 1];
     fold(q->who.nick, key, sizeof(key));
     nick_entry *have = map_get(&r->nicks, key);
-    if (have != NULL && have->conn.bits == q->who.conn.bits) {
+    if (have != NULL && have->to.conn.bits == q->who.conn.bits) {
         free(map_del(&r->nicks, key));
     }
     char prefix[128], line[IRC_MAX_LINE];
@@ -197,7 +197,7 @@ static void quit(registry *r, const r_quit *q)
     int n = snprintf(line, sizeof(line), "%s QUIT :%s", prefix, q->reason);
     c_leave l = {.conn = q->who.conn, .quit = true};
     fan_out(r, line, (size_t)(n < IRC_MAX_LINE - 2 ? n : IRC_MAX_LINE - 2), q->chans, q->nchans,
-            (tr_conn_id){0}, &l);
+            (chat_dest){{0}, false}, &l);
 }
 
 static void join(registry *r, const r_target *q)
@@ -215,7 +215,7 @@ static void join(registry *r, const r_target *q)
         if (e == NULL || chat_channel_spawn(r->ch, q->target, worker, &e->id) < 0 ||
             map_put(&r->chans, key, e) < 0) {
             free(e);
-            chat_send_numeric(r->ch, q->who.conn, 403, q->who.nick, "%s :No such channel",
+            chat_send_numeric(r->ch, chat_dest_of(&q->who), 403, q->who.nick, "%s :No such channel",
                               q->target);
             s_joined none = {.chan = {0}}; /* the session counts on an answer */
             snprintf(none.name, sizeof(none.name), "%s", q->target);
@@ -247,13 +247,13 @@ static void privmsg(registry *r, tr_msg *m)
     fold(q->target, key, sizeof(key));
     nick_entry *e = map_get(&r->nicks, key);
     if (e == NULL) {
-        chat_send_numeric(r->ch, q->who.conn, 401, q->who.nick, "%s :No such nick/channel",
+        chat_send_numeric(r->ch, chat_dest_of(&q->who), 401, q->who.nick, "%s :No such nick/channel",
                           q->target);
         return;
     }
     tr_buf *b = tr_buf_copy(line, len);
     if (b != NULL) {
-        chat_deliver(r->ch, e->conn, b);
+        chat_deliver(r->ch, e->to, b);
         tr_buf_release(b);
     }
 }
@@ -268,10 +268,10 @@ static void ask_channel(registry *r, const r_target *q, uint32_t type)
         return;
     }
     if (type == C_NAMES) {
-        chat_send_numeric(r->ch, q->who.conn, 366, q->who.nick, "%s :End of /NAMES list.",
+        chat_send_numeric(r->ch, chat_dest_of(&q->who), 366, q->who.nick, "%s :End of /NAMES list.",
                           q->target);
     } else {
-        chat_send_numeric(r->ch, q->who.conn, 315, q->who.nick, "%s :End of /WHO list.",
+        chat_send_numeric(r->ch, chat_dest_of(&q->who), 315, q->who.nick, "%s :End of /WHO list.",
                           q->target);
     }
 }
@@ -287,17 +287,17 @@ static void list_one(const char *key, void *value, void *arg)
     list_ctx *x = arg;
     chan_entry *e = value;
     if (e->members > 0) {
-        chat_send_numeric(x->r->ch, x->to->conn, 322, x->to->nick, "%s %u :%s", e->name,
+        chat_send_numeric(x->r->ch, chat_dest_of(x->to), 322, x->to->nick, "%s %u :%s", e->name,
                           e->members, e->topic);
     }
 }
 
 static void list(registry *r, const r_target *q)
 {
-    chat_send_numeric(r->ch, q->who.conn, 321, q->who.nick, "Channel :Users  Name");
+    chat_send_numeric(r->ch, chat_dest_of(&q->who), 321, q->who.nick, "Channel :Users  Name");
     list_ctx x = {r, &q->who};
     map_each(&r->chans, list_one, &x);
-    chat_send_numeric(r->ch, q->who.conn, 323, q->who.nick, ":End of /LIST");
+    chat_send_numeric(r->ch, chat_dest_of(&q->who), 323, q->who.nick, ":End of /LIST");
 }
 
 static void chan_info(registry *r, const r_chan_info *info, bool empty)

@@ -20,6 +20,7 @@ typedef struct joined {
 
 typedef struct session {
     chat *ch;
+    tr_ws *ws;               /* a WebSocket user, or NULL (IRC over TCP/TLS) */
     chat_who who;            /* who.nick: "" until the registry granted one */
     char asked[IRC_NICKLEN + 1]; /* a nick the registry has not answered yet */
     char next[IRC_NICKLEN + 1];  /* asked for meanwhile: sent after the answer */
@@ -51,6 +52,17 @@ static const char *me(const session *s)
     return s->who.nick[0] != '\0' ? s->who.nick : "*";
 }
 
+/* One line to this user: a text frame over WebSocket, else through the
+ * line codec (which adds the CR LF). */
+static void emit(tr_conn *c, const session *s, const char *line, size_t n)
+{
+    if (s->ws != NULL) {
+        tr_ws_send(s->ws, TR_WS_TEXT, line, n);
+    } else {
+        tr_conn_write(c, line, n);
+    }
+}
+
 static void reply(tr_conn *c, const session *s, int num, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -62,12 +74,13 @@ static void reply(tr_conn *c, const session *s, int num, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     size_t n = chat_numeric(s->ch, line, num, me(s), "%s", text);
-    tr_conn_write(c, line, n);
+    emit(c, s, line, n);
 }
 
-static void say(tr_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(tr_conn *c, const session *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void say(tr_conn *c, const char *fmt, ...)
+static void say(tr_conn *c, const session *s, const char *fmt, ...)
 {
     char line[IRC_MAX_LINE];
     va_list ap;
@@ -75,7 +88,7 @@ static void say(tr_conn *c, const char *fmt, ...)
     int n = vsnprintf(line, IRC_MAX_LINE - 2, fmt, ap);
     va_end(ap);
     if (n > 0) {
-        tr_conn_write(c, line, (size_t)n < IRC_MAX_LINE - 3 ? (size_t)n : IRC_MAX_LINE - 3);
+        emit(c, s, line, (size_t)n < IRC_MAX_LINE - 3 ? (size_t)n : IRC_MAX_LINE - 3);
     }
 }
 
@@ -83,8 +96,12 @@ static void say(tr_conn *c, const char *fmt, ...)
 static void close_link(tr_conn *c, session *s, const char *why)
 {
     snprintf(s->quit, sizeof(s->quit), "%s", why);
-    say(c, "ERROR :Closing Link: %s (%s)", s->who.host, why);
-    tr_conn_close(c);
+    say(c, s, "ERROR :Closing Link: %s (%s)", s->who.host, why);
+    if (s->ws != NULL) {
+        tr_ws_close(s->ws, TR_WS_NORMAL, NULL);
+    } else {
+        tr_conn_close(c);
+    }
 }
 
 static joined *find_chan(session *s, const char *name)
@@ -217,9 +234,9 @@ static void cmd_cap(tr_conn *c, session *s, const irc_msg *m)
     const char *sub = m->nparams > 0 ? m->params[0] : "";
     if (strcmp(sub, "LS") == 0 || strcmp(sub, "ls") == 0) {
         s->cap_open = !s->registered; /* registration waits for CAP END */
-        say(c, ":%s CAP %s LS :", s->ch->cfg.name, me(s));
+        say(c, s, ":%s CAP %s LS :", s->ch->cfg.name, me(s));
     } else if (strcmp(sub, "REQ") == 0 || strcmp(sub, "req") == 0) {
-        say(c, ":%s CAP %s NAK :%s", s->ch->cfg.name, me(s), m->nparams > 1 ? m->params[1] : "");
+        say(c, s, ":%s CAP %s NAK :%s", s->ch->cfg.name, me(s), m->nparams > 1 ? m->params[1] : "");
     } else if (strcmp(sub, "END") == 0 || strcmp(sub, "end") == 0) {
         s->cap_open = false;
         try_register(c, s);
@@ -425,7 +442,7 @@ static void dispatch(tr_conn *c, session *s, const irc_msg *m)
         if (m->nparams < 1) {
             reply(c, s, 409, ":No origin specified");
         } else {
-            say(c, ":%s PONG %s :%s", s->ch->cfg.name, s->ch->cfg.name, m->params[0]);
+            say(c, s, ":%s PONG %s :%s", s->ch->cfg.name, s->ch->cfg.name, m->params[0]);
         }
     } else if (strcmp(cmd, "PONG") == 0) {
         /* any line counts as life; nothing else to do */
@@ -474,15 +491,17 @@ static void dispatch(tr_conn *c, session *s, const irc_msg *m)
 
 /* ---- the connection's callbacks ---- */
 
-static int on_open(tr_conn *c, void *user)
+/* A new user on connection c (ws: over WebSocket). */
+static session *session_new(tr_conn *c, chat *ch, tr_ws *ws)
 {
-    chat *ch = user;
     session *s = calloc(1, sizeof(*s));
     if (s == NULL) {
-        return TR_ENOMEM;
+        return NULL;
     }
     s->ch = ch;
+    s->ws = ws;
     s->who.conn = tr_conn_get_id(c);
+    s->who.ws = ws != NULL;
     char peer[80];
     tr_conn_peer(c, peer, sizeof(peer));
     /* "1.2.3.4:5678" / "[::1]:5678" -> the address alone. */
@@ -497,12 +516,21 @@ static int on_open(tr_conn *c, void *user)
         *br = '\0';
     }
     irc_bucket_init(&s->flood, ch->cfg.flood_burst, ch->cfg.flood_per_s, now_s());
-    tr_conn_set_user(c, s);
     s->counted = true;
     uint64_t n = __atomic_add_fetch(&ch->st.connections, 1, __ATOMIC_RELAXED);
     if (ch->cfg.max_clients && n > ch->cfg.max_clients) {
         close_link(c, s, "Too many connections");
     }
+    return s;
+}
+
+static int on_open(tr_conn *c, void *user)
+{
+    session *s = session_new(c, user, NULL);
+    if (s == NULL) {
+        return TR_ENOMEM;
+    }
+    tr_conn_set_user(c, s);
     return 0;
 }
 
@@ -548,23 +576,22 @@ static void answered(tr_conn *c, session *s)
     }
 }
 
-static int on_frame(tr_conn *c, const void *data, size_t len, void *user)
+/* One line from the user, however it came. */
+static void session_input(tr_conn *c, session *s, const char *data, size_t len)
 {
-    (void)user;
-    session *s = tr_conn_user(c);
     chat_stat_add(&s->ch->st.lines_in, 1);
     s->ping_sent = false;
     if (s->quit[0] != '\0') {
-        return 0; /* closing: nothing more is read */
+        return; /* closing: nothing more is read */
     }
     if (!irc_bucket_take(&s->flood, now_s())) {
         chat_stat_add(&s->ch->st.flood_kills, 1);
         close_link(c, s, "Excess Flood");
-        return 0;
+        return;
     }
     if (s->waiting == 0) {
         run_line(c, s, data, len);
-        return 0;
+        return;
     }
     if (len > IRC_MAX_LINE - 2) {
         len = IRC_MAX_LINE - 1; /* still too long: 417 when it runs */
@@ -573,11 +600,17 @@ static int on_frame(tr_conn *c, const void *data, size_t len, void *user)
         (s->backlog == NULL && (s->backlog = malloc(BACKLOG_BYTES)) == NULL)) {
         chat_stat_add(&s->ch->st.flood_kills, 1);
         close_link(c, s, "Excess Flood");
-        return 0;
+        return;
     }
     memcpy(s->backlog + s->backlog_len, data, len);
     s->backlog[s->backlog_len + len] = '\n';
     s->backlog_len += len + 1;
+}
+
+static int on_frame(tr_conn *c, const void *data, size_t len, void *user)
+{
+    (void)user;
+    session_input(c, tr_conn_user(c), data, len);
     return 0;
 }
 
@@ -593,11 +626,11 @@ static tr_error_action on_error(tr_conn *c, tr_error_class cls, int err, void *u
     case TR_ERR_IDLE_TIMEOUT:
         if (!s->ping_sent && s->quit[0] == '\0') {
             s->ping_sent = true;
-            say(c, "PING :%s", s->ch->cfg.name);
+            say(c, s, "PING :%s", s->ch->cfg.name);
             return TR_CONTINUE; /* the clock starts again */
         }
         snprintf(s->quit, sizeof(s->quit), "Ping timeout");
-        say(c, "ERROR :Closing Link: %s (Ping timeout)", s->who.host);
+        say(c, s, "ERROR :Closing Link: %s (Ping timeout)", s->who.host);
         return TR_DISCONNECT;
     case TR_ERR_SEND_OVERFLOW:
         chat_stat_add(&s->ch->st.sendq_kills, 1);
@@ -612,10 +645,9 @@ static tr_error_action on_error(tr_conn *c, tr_error_class cls, int err, void *u
     }
 }
 
-static void on_message(tr_conn *c, tr_msg *msg, void *user)
+/* An answer from the registry or a channel. */
+static void session_message(tr_conn *c, session *s, tr_msg *msg)
 {
-    (void)user;
-    session *s = tr_conn_user(c);
     const void *p = tr_msg_data(msg);
     size_t len = tr_msg_len(msg);
     if (tr_msg_type(msg) == S_NICK && len == sizeof(s_nick)) {
@@ -657,22 +689,25 @@ static void on_message(tr_conn *c, tr_msg *msg, void *user)
     }
 }
 
+static void on_message(tr_conn *c, tr_msg *msg, void *user)
+{
+    (void)user;
+    session_message(c, tr_conn_user(c), msg);
+}
+
 static void on_shutdown(tr_conn *c, void *user)
 {
     (void)user;
     session *s = tr_conn_user(c);
-    say(c, ":%s NOTICE %s :Server shutting down", s->ch->cfg.name, me(s));
-    say(c, "ERROR :Closing Link: %s (Server shutting down)", s->who.host);
+    say(c, s, ":%s NOTICE %s :Server shutting down", s->ch->cfg.name, me(s));
+    say(c, s, "ERROR :Closing Link: %s (Server shutting down)", s->who.host);
     snprintf(s->quit, sizeof(s->quit), "Server shutting down");
 }
 
-static void on_close(tr_conn *c, int reason, void *user)
+/* The user is gone: the registry and the channels hear it; the session
+ * is freed. */
+static void session_end(session *s, int reason)
 {
-    (void)user;
-    session *s = tr_conn_user(c);
-    if (s == NULL) {
-        return;
-    }
     if (s->asked[0] != '\0') {
         /* A claim still on its way: release it whatever the answer. */
         r_quit q = {.who = s->who};
@@ -691,9 +726,18 @@ static void on_close(tr_conn *c, int reason, void *user)
         chat_stat_add(&s->ch->st.users, -1);
     }
     chat_stat_add(&s->ch->st.connections, -1);
-    tr_conn_set_user(c, NULL);
     free(s->backlog);
     free(s);
+}
+
+static void on_close(tr_conn *c, int reason, void *user)
+{
+    (void)user;
+    session *s = tr_conn_user(c);
+    if (s != NULL) {
+        tr_conn_set_user(c, NULL);
+        session_end(s, reason);
+    }
 }
 
 const tr_handler chat_session_handler = {.on_open = on_open,
@@ -702,3 +746,62 @@ const tr_handler chat_session_handler = {.on_open = on_open,
                                          .on_message = on_message,
                                          .on_shutdown = on_shutdown,
                                          .on_close = on_close};
+
+/* ---- the same session over WebSocket (GET /ws, text.ircv3.net) ---- */
+
+static void ws_open(tr_ws *ws, void *user)
+{
+    session *s = session_new(tr_ws_conn(ws), user, ws);
+    if (s == NULL) {
+        tr_ws_close(ws, TR_WS_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    tr_ws_set_user(ws, s);
+}
+
+/* One IRC line per text frame (the IRCv3 convention); CR LF tolerated,
+ * several lines in one frame split. */
+static void ws_message(tr_ws *ws, tr_ws_opcode op, const void *data, size_t len, void *user)
+{
+    (void)op;
+    (void)user;
+    session *s = tr_ws_user(ws);
+    const char *p = data, *end = p + len;
+    while (s != NULL && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl != NULL ? nl : end;
+        size_t n = (size_t)(stop - p);
+        if (n > 0 && p[n - 1] == '\r') {
+            n--;
+        }
+        if (n > 0) {
+            session_input(tr_ws_conn(ws), s, p, n);
+        }
+        p = stop + (nl != NULL);
+    }
+}
+
+static void ws_close(tr_ws *ws, uint16_t code, void *user)
+{
+    (void)code;
+    (void)user;
+    session *s = tr_ws_user(ws);
+    if (s != NULL) {
+        tr_ws_set_user(ws, NULL);
+        session_end(s, 0);
+    }
+}
+
+static void ws_app_message(tr_ws *ws, tr_msg *m, void *user)
+{
+    (void)user;
+    session *s = tr_ws_user(ws);
+    if (s != NULL) {
+        session_message(tr_ws_conn(ws), s, m);
+    }
+}
+
+const tr_ws_handler chat_ws_handler = {.on_open = ws_open,
+                                       .on_message = ws_message,
+                                       .on_close = ws_close,
+                                       .on_app_message = ws_app_message};

@@ -682,3 +682,26 @@ Test(chat, http_page_healthz_and_metrics_reflect_what_happened)
     client_close(&b);
     cr_assert_eq(stop_server(&s), 0);
 }
+
+/* The WebSocket endpoint, with a client nobody here wrote (Debian's
+ * python3-websockets): a web user and a TCP user talk in one channel. */
+Test(chat, a_websocket_user_and_a_tcp_user_share_a_channel)
+{
+    if (system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") != 0) {
+        cr_skip_test("python3-websockets is not installed (make deps installs it)");
+    }
+    server s;
+    start_server(&s, NULL);
+    char cmd[512], out[4096];
+    snprintf(cmd, sizeof(cmd), "timeout 30 /usr/bin/python3 %s/chat_ws.py %s %s 2>&1",
+             TROUPE_TEST_DIR, s.http, s.addr);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    cr_assert_eq(status, 0, "chat_ws.py failed:\n%s", out);
+    cr_assert_not_null(strstr(out, "WS GOT: :tcpuser!t@127.0.0.1 PRIVMSG #web :hello from tcp"), "%s", out);
+    cr_assert_not_null(strstr(out, "TCP GOT browser line"), "%s", out);
+    cr_assert_eq(stop_server(&s), 0);
+}

@@ -27,7 +27,8 @@ troupe_add_itest(message concurrency)
 if(TROUPE_BUILD_DEMOS)
   # Starts the real troupe-chat and drives it over loopback.
   troupe_add_itest(chat)
-  target_compile_definitions(itest_chat PRIVATE TROUPE_CHAT_PATH="$<TARGET_FILE:troupe-chat>")
+  target_compile_definitions(itest_chat PRIVATE TROUPE_CHAT_PATH="$<TARGET_FILE:troupe-chat>"
+    TROUPE_TEST_DIR="${CMAKE_CURRENT_SOURCE_DIR}/integration")
   add_dependencies(itest_chat troupe-chat)
 endif()
 troupe_add_itest(halfclose concurrency)
