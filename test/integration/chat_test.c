@@ -32,6 +32,7 @@ typedef struct server {
     FILE *out;     /* its stdout */
     char addr[64]; /* "127.0.0.1:PORT" */
     char http[64]; /* the HTTP listener's */
+    char tls[64];  /* the TLS listener's, if asked for */
 } server;
 
 static void start_server(server *s, const char *extra)
@@ -55,10 +56,11 @@ static void start_server(server *s, const char *extra)
     close(pipefd[1]);
     s->out = fdopen(pipefd[0], "r");
     char line[256];
-    s->addr[0] = s->http[0] = '\0';
+    s->addr[0] = s->http[0] = s->tls[0] = '\0';
     while ((s->addr[0] == '\0' || s->http[0] == '\0') && fgets(line, sizeof(line), s->out) != NULL) {
         sscanf(line, "IRC on %63s", s->addr);
         sscanf(line, "HTTP on %63s", s->http);
+        sscanf(line, "IRC over TLS on %63s", s->tls); /* printed before the HTTP line */
     }
     cr_assert_neq(s->addr[0], '\0', "troupe-chat printed its address");
     cr_assert_neq(s->http[0], '\0', "and its HTTP address");
@@ -704,4 +706,39 @@ Test(chat, a_websocket_user_and_a_tcp_user_share_a_channel)
     cr_assert_not_null(strstr(out, "WS GOT: :tcpuser!t@127.0.0.1 PRIVMSG #web :hello from tcp"), "%s", out);
     cr_assert_not_null(strstr(out, "TCP GOT browser line"), "%s", out);
     cr_assert_eq(stop_server(&s), 0);
+}
+
+/* The TLS listener, with Debian's openssl s_client as the IRC client. */
+Test(chat, irc_over_tls_with_openssl_s_client)
+{
+    char dir[] = "/tmp/troupe-chat-tls-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "-subj /CN=localhost -keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
+             dir, dir);
+    cr_assert_eq(system(cmd), 0, "openssl (Debian package openssl) makes a certificate");
+    char extra[512];
+    snprintf(extra, sizeof(extra), "--tls-listen 127.0.0.1:0 --cert %s/cert.pem --key %s/key.pem",
+             dir, dir);
+    server s;
+    start_server(&s, extra);
+    const char *tls_addr = s.tls;
+    cr_assert_neq(tls_addr[0], '\0', "troupe-chat printed its TLS address");
+    snprintf(cmd, sizeof(cmd),
+             "(printf 'NICK secure\\r\\nUSER s 0 * :S\\r\\n'; sleep 1; printf 'QUIT :bye\\r\\n') | "
+             "timeout 20 openssl s_client -connect %s -quiet -ign_eof 2>/dev/null",
+             tls_addr);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    static char out[16384];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    pclose(p);
+    cr_assert_not_null(strstr(out, " 001 secure :Welcome"), "%s", out);
+    cr_assert_not_null(strstr(out, "ERROR :Closing Link"), "%s", out);
+    cr_assert_eq(stop_server(&s), 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }
