@@ -1,7 +1,8 @@
 /* A troupe user's program: an echo server and a client on loopback,
  * through the installed headers and library only. Prints "consumer: ok"
  * and exits 0 when the client got its line back. */
-#define _POSIX_C_SOURCE 200809L /* nanosleep under -std=c11 */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -14,14 +15,20 @@ static int echo(tr_conn *c, const void *data, size_t len, void *user)
     return tr_conn_write(c, data, len);
 }
 
-static volatile int got; /* set on a worker, read by main after a wait */
+/* Set on a worker when the echo arrives; main waits for it (bounded). */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int got;
 
 static int reply(tr_conn *c, const void *data, size_t len, void *user)
 {
     (void)c;
     (void)user;
     if (len == 5 && memcmp(data, "hello", 5) == 0) {
-        __atomic_store_n(&got, 1, __ATOMIC_RELEASE);
+        pthread_mutex_lock(&mu);
+        got = 1;
+        pthread_cond_signal(&cv);
+        pthread_mutex_unlock(&mu);
     }
     return 0;
 }
@@ -70,11 +77,14 @@ int main(void)
         fprintf(stderr, "consumer: client: %s\n", tr_strerror(err));
         return 1;
     }
-    for (int i = 0; i < 500 && !__atomic_load_n(&got, __ATOMIC_ACQUIRE); i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL); /* polling a condition, bounded (5 s) */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    pthread_mutex_lock(&mu);
+    while (!got && pthread_cond_timedwait(&cv, &mu, &deadline) == 0) {
     }
-    int ok = __atomic_load_n(&got, __ATOMIC_ACQUIRE);
+    int ok = got;
+    pthread_mutex_unlock(&mu);
     tr_conn_close_id(id);
     tr_server_shutdown(srv, 2000);
     tr_server_free(srv);

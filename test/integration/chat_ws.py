@@ -4,13 +4,25 @@ frame) and a plain TCP user share a channel and hear each other.
 
     chat_ws.py HTTP_HOST:PORT IRC_HOST:PORT      (exit 0: both lines arrived)
 """
-import asyncio, sys, socket, time
+import asyncio, sys, socket
 import websockets
 async def main(http, irc):
     host, port = irc.rsplit(":", 1)
     s = socket.create_connection((host, int(port)))
-    s.sendall(b"NICK tcpuser\r\nUSER t 0 * :T\r\n"); time.sleep(0.2)
-    s.sendall(b"JOIN #web\r\n"); time.sleep(0.2)
+    s.settimeout(5)
+
+    def wait_for(marker):  # bounded by the socket's timeout
+        data = b""
+        while marker not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise SystemExit("tcp user: server closed before " + marker.decode())
+            data += chunk
+
+    s.sendall(b"NICK tcpuser\r\nUSER t 0 * :T\r\n")
+    wait_for(b" 001 tcpuser")
+    s.sendall(b"JOIN #web\r\n")
+    wait_for(b" 366 tcpuser")
     async with websockets.connect(f"ws://{http}/ws", subprotocols=["text.ircv3.net"]) as ws:
         assert ws.subprotocol == "text.ircv3.net", ws.subprotocol
         await ws.send("NICK webuser"); await ws.send("USER w 0 * :W"); await ws.send("JOIN #web")
@@ -25,7 +37,7 @@ async def main(http, irc):
         s.sendall(b"PRIVMSG #web :hello from tcp\r\n")
         m = await until(lambda m: "PRIVMSG #web :hello from tcp" in m)
         print("WS GOT:", m)
-        s.settimeout(3); data = b""
+        data = b""
         while b"hello from the browser" not in data:
             data += s.recv(65536)
         print("TCP GOT browser line")

@@ -185,6 +185,17 @@ Test(http, pipelined_requests_are_answered_in_order)
     tr_test_leak_check();
 }
 
+typedef struct read_at_least {
+    tr_server *srv;
+    uint64_t bytes;
+} read_at_least;
+
+static bool server_read(void *arg)
+{
+    read_at_least *r = arg;
+    return tr_test_stats(r->srv).bytes_in >= r->bytes;
+}
+
 Test(http, byte_at_a_time_request_is_parsed_once)
 {
     fixture f;
@@ -193,7 +204,9 @@ Test(http, byte_at_a_time_request_is_parsed_once)
     const char *req = "POST /echo HTTP/1.1\r\nx-test-header: a\r\nContent-Length: 5\r\n\r\nhello";
     for (size_t i = 0; req[i] != '\0'; i++) {
         cr_assert_eq(tr_test_sock_send(fd, req + i, 1), 0);
-        usleep(200);
+        /* One read per byte: the next goes only once the server read this one. */
+        read_at_least wait = {f.srv, i + 1};
+        cr_assert(tr_test_wait_until(server_read, &wait, 5000), "byte %zu read", i);
     }
     expect(fd, 200, "hello");
     close(fd);
@@ -364,9 +377,8 @@ Test(http, slow_request_head_gets_408)
     uint64_t t0 = tr_test_now_ms();
     cr_assert_eq(tr_test_sock_send_str(fd, "GET / HTTP/1.1\r\nHost: x\r\n"), 0);
     /* Trickle one more header byte now and then, never finishing. */
-    for (int i = 0; i < 3; i++) {
-        usleep(50 * 1000);
-        tr_test_sock_send_str(fd, "X");
+    for (int i = 0; i < 3 && tr_test_sock_readable(fd, 50) == 0; i++) {
+        tr_test_sock_send_str(fd, "X"); /* paced by a bounded wait for the answer */
     }
     expect(fd, 408, "request timeout\n");
     uint64_t took = tr_test_now_ms() - t0;
