@@ -47,7 +47,6 @@ typedef struct tr__conn_cfg {
     tr_conn_settings conn;
     tr_actor_id handler_actor;
     const tr_server_observer *observer;
-    tr__netstats *stats;    /* per worker, or NULL */
     /* A server's own budget (limits 0: none; a client's is always none). */
     tr__budget budget;
     /* Called once on the owning worker after the connection closed. */
