@@ -93,6 +93,21 @@ void tr__conn_room(tr_conn *c);
 int tr__conn_encode(tr_conn *c, size_t len, unsigned char *hdr, size_t *hl, unsigned char *trl,
                     size_t *tl);
 void tr__conn_overflow_exit(tr_conn *c);
+/* A sender's half of queueing a frame of len payload bytes on c (pinned,
+ * a its actor): sizes it with the codec and reserves the room, so a full
+ * queue refuses the sender at once and memory stays bounded. *reason is
+ * what the CONN_SEND message carries: the bytes reserved, or -1 when the
+ * connection is not set up yet and reserves for itself. Returns 0,
+ * TR_EBUFFULL (after asking an EXIT-policy connection to close),
+ * TR_ECLOSED or TR_EMSGSIZE. Any thread (conn_send.c). */
+int tr__conn_reserve_frame(tr_conn *c, tr_actor *a, size_t len, int64_t *reason);
+/* Gives back what tr__conn_reserve_frame reserved (nothing for -1). */
+static inline void tr__conn_unreserve_reason(tr_conn *c, int64_t reason)
+{
+    if (reason > 0) {
+        tr__conn_unreserve(c, (size_t)reason);
+    }
+}
 int tr__conn_write_owned(tr_conn *c, const void *data, size_t len, tr_buf *b, bool reserved,
                          size_t reserved_n);
 

@@ -27,6 +27,35 @@ static tr_conn *pin(tr_conn_id id, tr__slot **slot, tr_actor **a)
     return tr__actor_extra(*a);
 }
 
+int tr__conn_reserve_frame(tr_conn *c, tr_actor *a, size_t len, int64_t *reason)
+{
+    unsigned char hdr[TR_CODEC_MAX_HEADER], trl[TR_CODEC_MAX_TRAILER];
+    size_t hl = 0, tl = 0;
+    /* NULL until the actor's init ran (a client's id is handed out at
+     * once): nothing to size the frame with yet, so the connection reserves
+     * the room itself when it takes the message (reason -1). */
+    const tr__conn_cfg *cfg = tr__load_acq_ptr((void **)&c->cfg);
+    if (cfg == NULL) {
+        *reason = -1;
+        return 0;
+    }
+    int rc = tr__conn_encode(c, len, hdr, &hl, trl, &tl);
+    size_t n = hl + len + tl;
+    if (rc == 0) {
+        rc = tr__conn_reserve(c, n);
+        if (rc == TR__EOUTBUDGET) {
+            rc = TR_EBUFFULL;
+        } else if (rc == TR_EBUFFULL && cfg->conn.send_overflow == TR_OVERFLOW_EXIT) {
+            tr_msg *om = tr_msg_new(TR__MSG_CONN_OVERFLOW, NULL, 0);
+            if (om != NULL) {
+                tr__send(tr_self(a), om, false);
+            }
+        }
+    }
+    *reason = (int64_t)n;
+    return rc;
+}
+
 static int send_any(tr_conn_id id, const void *data, size_t len, tr_buf *b)
 {
     tr__slot *slot;
@@ -43,25 +72,8 @@ static int send_any(tr_conn_id id, const void *data, size_t len, tr_buf *b)
         tr__actor_unpin(slot, a);
         return rc;
     }
-    unsigned char hdr[TR_CODEC_MAX_HEADER], trl[TR_CODEC_MAX_TRAILER];
-    size_t hl = 0, tl = 0;
-    /* NULL until the actor's init ran (a client's id is handed out at
-     * once): nothing to size the frame with yet, so the connection reserves
-     * the room itself when it takes the message (reason -1). */
-    const tr__conn_cfg *cfg = tr__load_acq_ptr((void **)&c->cfg);
-    rc = cfg != NULL ? tr__conn_encode(c, len, hdr, &hl, trl, &tl) : 0;
-    size_t n = cfg != NULL ? hl + len + tl : 0;
-    if (rc == 0 && cfg != NULL) {
-        rc = tr__conn_reserve(c, n);
-        if (rc == TR__EOUTBUDGET) {
-            rc = TR_EBUFFULL;
-        } else if (rc == TR_EBUFFULL && cfg->conn.send_overflow == TR_OVERFLOW_EXIT) {
-            tr_msg *om = tr_msg_new(TR__MSG_CONN_OVERFLOW, NULL, 0);
-            if (om != NULL) {
-                tr__send(tr_self(a), om, false);
-            }
-        }
-    }
+    int64_t reason;
+    rc = tr__conn_reserve_frame(c, a, len, &reason);
     if (rc < 0) {
         tr_buf_release(b);
         tr__actor_unpin(slot, a);
@@ -70,14 +82,14 @@ static int send_any(tr_conn_id id, const void *data, size_t len, tr_buf *b)
     tr_msg *m =
         b != NULL ? tr_msg_new_buf(TR__MSG_CONN_SEND, b) : tr_msg_new(TR__MSG_CONN_SEND, data, len);
     if (m == NULL) {
-        tr__conn_unreserve(c, n);
+        tr__conn_unreserve_reason(c, reason);
         tr__actor_unpin(slot, a);
         return TR_ENOMEM;
     }
-    m->reason = cfg != NULL ? (int64_t)n : -1;
+    m->reason = reason;
     rc = tr__send(tr_self(a), m, false);
-    if (rc < 0 && n > 0) {
-        tr__conn_unreserve(c, n);
+    if (rc < 0) {
+        tr__conn_unreserve_reason(c, reason);
     }
     tr__actor_unpin(slot, a);
     return rc;

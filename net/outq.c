@@ -9,6 +9,7 @@
 #define BLOCK_MIN 4096
 #define CLASSES 5        /* cached block sizes: 4, 8, 16, 32, 64 KiB */
 #define CACHE_MAX 16     /* per size class and thread */
+#define REF_CACHE_MAX 4096 /* reference segments per thread (~80 B each) */
 
 struct tr__seg {
     tr__seg *next;
@@ -30,6 +31,10 @@ struct tr__seg {
 typedef struct block_cache {
     tr__seg *free[CLASSES];
     unsigned n[CLASSES];
+    /* Reference segments, the same way: a broadcast queues one on every
+     * member's connection, and the worker frees them as fast. */
+    tr__seg *refs;
+    unsigned nrefs;
 } block_cache;
 
 static pthread_key_t cache_key;
@@ -45,6 +50,11 @@ static void cache_destroy(void *p)
             bc->free[c] = s->next;
             free(s);
         }
+    }
+    while (bc->refs != NULL) {
+        tr__seg *s = bc->refs;
+        bc->refs = s->next;
+        free(s);
     }
     free(bc);
 }
@@ -77,17 +87,25 @@ static tr__seg *block_get(int c)
     return malloc(sizeof(tr__seg) + ((size_t)BLOCK_MIN << c));
 }
 
-static void block_put(tr__seg *s, int c)
+/* The calling thread's cache, made on first use; NULL without memory. */
+static block_cache *my_cache(void)
 {
     if (cache == NULL) {
         pthread_once(&cache_once, cache_key_init);
         cache = calloc(1, sizeof(*cache));
-        if (cache == NULL || pthread_setspecific(cache_key, cache) != 0) {
+        if (cache != NULL && pthread_setspecific(cache_key, cache) != 0) {
             free(cache);
             cache = NULL;
-            free(s);
-            return;
         }
+    }
+    return cache;
+}
+
+static void block_put(tr__seg *s, int c)
+{
+    if (my_cache() == NULL) {
+        free(s);
+        return;
     }
     if (cache->n[c] == CACHE_MAX) {
         free(s);
@@ -140,10 +158,32 @@ int tr__outq_append(tr__outq *q, const unsigned char *hdr, size_t hlen, const vo
     return 0;
 }
 
+static tr__seg *ref_get(void)
+{
+    if (cache != NULL && cache->refs != NULL) {
+        tr__seg *s = cache->refs;
+        cache->refs = s->next;
+        cache->nrefs--;
+        return s;
+    }
+    return malloc(sizeof(tr__seg));
+}
+
+static void ref_put(tr__seg *s)
+{
+    if (my_cache() == NULL || cache->nrefs == REF_CACHE_MAX) {
+        free(s);
+        return;
+    }
+    s->next = cache->refs;
+    cache->refs = s;
+    cache->nrefs++;
+}
+
 int tr__outq_append_buf(tr__outq *q, const unsigned char *hdr, size_t hlen, tr_buf *b,
                         const unsigned char *trl, size_t tlen)
 {
-    tr__seg *s = malloc(sizeof(*s));
+    tr__seg *s = ref_get();
     if (s == NULL) {
         tr_buf_release(b);
         return TR_ENOMEM;
@@ -199,8 +239,12 @@ static void free_seg(tr__seg *s)
         block_put(s, c);
         return;
     }
+    if (s->buf == NULL) {
+        free(s); /* a block past the largest class */
+        return;
+    }
     tr_buf_release(s->buf);
-    free(s);
+    ref_put(s);
 }
 
 void tr__outq_consume(tr__outq *q, size_t n)

@@ -62,6 +62,25 @@ static bool wake_if_sleeping(tr__worker *w)
     return false;
 }
 
+/* Puts m on the queue from the calling thread to tw (the caller's
+ * pending chain, or tw's foreign queue). */
+static void post(tr__worker *cw, tr__worker *tw, tr_msg *m)
+{
+    if (cw != NULL && cw->rt == tw->rt) {
+        tr__pending *p = &cw->out[tw->index];
+        m->next = p->newest;
+        p->newest = m;
+        if (p->oldest == NULL) {
+            p->oldest = m;
+            cw->dirty[cw->ndirty++] = tw->index;
+        }
+        return;
+    }
+    m->next = NULL;
+    push_stack(&tw->inbox[tw->rt->nworkers].head, m, m);
+    wake_if_sleeping(tw);
+}
+
 void tr__deliver(tr__worker *w, tr_actor *a, tr_msg *m)
 {
     tr__mailbox_put(&a->mbox, m);
@@ -173,20 +192,41 @@ int tr__route(tr_actor_id to, tr_msg *m, enum tr__lane lane)
         return 0;
     }
     m->to_ = to;
-    if (cw != NULL && cw->rt == tw->rt) {
-        tr__pending *p = &cw->out[tw->index];
-        m->next = p->newest;
-        p->newest = m;
-        if (p->oldest == NULL) {
-            p->oldest = m;
-            cw->dirty[cw->ndirty++] = tw->index;
-        }
+    post(cw, tw, m);
+    return 0;
+}
+
+static void run_task(tr__worker *w, tr_msg *m)
+{
+    const tr__task *t = (const tr__task *)tr_msg_data(m);
+    t->run(w, m);
+    tr_msg_free(m);
+}
+
+int tr__route_task(tr__worker *tw, tr_msg *m)
+{
+    m->type = TR_MSG__TASK;
+    m->flags = TR_MSGF_SYSTEM;
+    m->to_ = TR_ACTOR_NONE;
+    tr__worker *cw = tr__current_worker();
+    if (cw == tw) {
+        run_task(tw, m);
         return 0;
     }
-    m->next = NULL;
-    push_stack(&tw->inbox[tw->rt->nworkers].head, m, m);
-    wake_if_sleeping(tw);
+    post(cw, tw, m);
     return 0;
+}
+
+tr__worker *tr__route_worker_of(tr_actor_id id)
+{
+    tr__slot *s = tr__slot_get(id);
+    if (s == NULL) {
+        return NULL;
+    }
+    uint64_t word = tr__load_acq_64(&s->word);
+    tr__worker *w = tr__load_acq_ptr((void **)&s->worker);
+    uint64_t again = tr__load_acq_64(&s->word);
+    return tr__slot_word_live(word, id) && tr__slot_word_live(again, id) ? w : NULL;
 }
 
 void tr__route_publish(tr__worker *w)
@@ -216,6 +256,11 @@ bool tr__route_has_inbound(tr__worker *w)
 
 void tr__route_drop(tr_msg *m)
 {
+    if (m->type == TR_MSG__TASK) {
+        ((const tr__task *)tr_msg_data(m))->drop(m);
+        tr_msg_free(m);
+        return;
+    }
     tr__slot *s = tr__slot_get(m->to_);
     if (s != NULL) {
         tr__mailbox_unreserve(s, m);
@@ -234,6 +279,10 @@ void tr__route_drop(tr_msg *m)
 
 static void dispatch(tr__worker *w, tr_msg *m)
 {
+    if (m->type == TR_MSG__TASK) {
+        run_task(w, m);
+        return;
+    }
     tr__slot *s = tr__slot_get(m->to_);
     /* Only this worker clears ALIVE for its actors: the check holds. */
     if (s == NULL || !tr__slot_word_live(tr__load_acq_64(&s->word), m->to_)) {

@@ -21,6 +21,29 @@ enum tr__lane { TR__LANE_USER = 0, TR__LANE_SYS = 1, TR__LANE_OVER = 2 };
  * Any thread. */
 int tr__route(tr_actor_id to, tr_msg *m, enum tr__lane lane);
 
+/* A worker task: a message (type TR_MSG__TASK) whose payload starts with
+ * this header. The target worker calls run(w, m) between actor turns, in
+ * the order the message arrived among the others from the same sender
+ * thread, then frees m. It is how net/ hands one worker a batch of work
+ * for many of its actors in one message (a broadcast to connections).
+ * run is called even while the worker is being shut down, and must check
+ * that the actors it touches are still alive. A task that will never run
+ * (the runtime is freed with it still queued) gets drop(m) instead, to give
+ * back what it holds. */
+typedef struct tr__task {
+    void (*run)(struct tr__worker *w, tr_msg *m);
+    void (*drop)(tr_msg *m);
+} tr__task;
+
+/* Sends the task m to worker tw (taking m). From tw's own thread the task
+ * runs at once, inside the caller's turn. Returns 0. Any thread. */
+int tr__route_task(struct tr__worker *tw, tr_msg *m);
+
+/* The worker that owns actor `id`, or NULL if it is not alive. Any thread
+ * (a snapshot: the actor may end at once, but the worker stays as long as
+ * the runtime). */
+struct tr__worker *tr__route_worker_of(tr_actor_id id);
+
 /* Appends m to a's mailbox and makes a ready. a lives on w, the calling
  * thread's worker, and is alive. */
 void tr__deliver(struct tr__worker *w, struct tr_actor *a, tr_msg *m);

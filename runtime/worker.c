@@ -224,7 +224,10 @@ static void check_muted(tr__worker *w)
  * TR__A_SCHEDULED, so nobody can queue them again: the caller may then
  * kill them without leaving a dangling queue entry. Actors that never
  * started are killed here (their init and terminate run), since they are
- * on no list yet. */
+ * on no list yet. The queues from other threads are taken once: threads
+ * that go on sending to live actors would otherwise keep this loop (and
+ * the runtime's stop) going for ever; the caller calls again after each
+ * kill. */
 static void drain_queues(tr__worker *w)
 {
     tr__route_take_inbound(w);
@@ -236,7 +239,6 @@ static void drain_queues(tr__worker *w)
         if (!(a->flags & TR__A_STARTED)) {
             tr__actor_force_exit(a, TR_EXIT_KILLED);
         }
-        tr__route_take_inbound(w);
     }
 }
 

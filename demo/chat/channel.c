@@ -19,6 +19,7 @@ typedef struct channel {
     char topic[IRC_TOPICLEN + 1];
     member *m;
     size_t n, cap;
+    tr_conn_id *ids; /* scratch for a broadcast: cap entries */
     uint64_t joins;
 } channel;
 
@@ -50,19 +51,30 @@ static member *find_nick(channel *c, const char *nick)
     return NULL;
 }
 
-/* One buffer for everyone (except `skip`, when nonzero). */
+/* One buffer for everyone (except `skip`, when nonzero). The IRC users
+ * get it in one call, one message per worker however many they are; each
+ * WebSocket user needs it framed, through its own connection. */
 static void broadcast(channel *c, const char *line, size_t len, tr_conn_id skip)
 {
     tr_buf *b = tr_buf_copy(line, len);
     if (b == NULL) {
         return;
     }
+    size_t n = 0;
     for (size_t i = 0; i < c->n; i++) {
-        if (c->m[i].who.conn.bits != skip.bits) {
+        if (c->m[i].who.conn.bits == skip.bits) {
+            continue;
+        }
+        if (c->m[i].who.ws) {
             chat_deliver(c->ch, chat_dest_of(&c->m[i].who), b);
+        } else {
+            c->ids[n++] = c->m[i].who.conn;
         }
     }
-    tr_buf_release(b);
+    int sent = tr_conn_send_buf_many(c->ids, n, b);
+    if (sent > 0) {
+        chat_stat_add(&c->ch->st.deliveries, sent);
+    }
 }
 
 static void tell_registry(channel *c, uint32_t type)
@@ -119,6 +131,11 @@ static void join(channel *c, const c_join *j)
             return;
         }
         c->m = m;
+        tr_conn_id *ids = realloc(c->ids, cap * sizeof(*ids));
+        if (ids == NULL) {
+            return;
+        }
+        c->ids = ids;
         c->cap = cap;
     }
     bool first = c->n == 0; /* the first member is the channel's operator */
@@ -314,6 +331,7 @@ static void channel_terminate(tr_actor *self, int reason)
     channel *c = tr_actor_state(self);
     chat_stat_add(&c->ch->st.channels, -1);
     free(c->m);
+    free(c->ids);
     free(c);
 }
 

@@ -278,6 +278,22 @@ TR_API int tr_conn_send(tr_conn_id id, const void *data, size_t len);
  * case. Threads: any thread. */
 TR_API int tr_conn_send_buf(tr_conn_id id, tr_buf *b);
 
+/* Queues b on every connection in ids[0..n) (each frames it with its own
+ * codec): one message per worker that owns some of them, not one per
+ * connection, so a broadcast to thousands costs little more than the
+ * writes. Each connection sees a sender's frames in the order sent, mixed
+ * with its tr_conn_send / tr_conn_send_buf frames. As with tr_conn_send,
+ * each frame's room is reserved in the connection's send queue at once: a
+ * full queue refuses it (counted in that connection's sends_refused; under
+ * TR_OVERFLOW_EXIT the connection is closed), and the caller is not told
+ * which. The connections must belong to one runtime: ids of closed
+ * connections, or of another runtime, are skipped. Takes b in every case.
+ * Returns how many connections it was queued for (0 to n), TR_EINVAL (b
+ * NULL, ids NULL with n > 0, n > INT_MAX) or TR_ENOMEM (nothing sent; on
+ * a partial failure, the count of those sent).
+ * Threads: any thread. */
+TR_API int tr_conn_send_buf_many(const tr_conn_id *ids, size_t n, tr_buf *b);
+
 /* Waits up to timeout_ms for room, then sends (the seed's WriteTimeout /
  * WriteBlocking). The caller sleeps until the connection's queue shrinks
  * or it closes (it is told; it does not poll). Returns as tr_conn_send,

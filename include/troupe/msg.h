@@ -59,6 +59,7 @@ enum tr_msg_type {
     TR_MSG__START = 20, /* schedules a new actor spawned from another thread */
     TR_MSG__ROOM_WAIT = 21, /* the sender wants TR_MSG__ROOM once a bounded mailbox has room */
     TR_MSG__ROOM = 22,      /* the answer (delivered to receive, on the system lane) */
+    TR_MSG__TASK = 23,      /* runs a function on a worker, for no actor (route.h) */
     /* Network types are numbered by net/ from here. */
     TR_MSG__NET = 256,
     TR_MSG_USER = 0x10000

@@ -2,3 +2,4 @@
 # also run under ThreadSanitizer in CI).
 troupe_add_stest(runtime_stress concurrency)
 troupe_add_stest(net_stress concurrency)
+troupe_add_stest(multicast_stress concurrency)
