@@ -708,6 +708,35 @@ Test(chat, a_websocket_user_and_a_tcp_user_share_a_channel)
     cr_assert_eq(stop_server(&s), 0);
 }
 
+/* The page itself, in Debian's headless Chromium driven over the DevTools
+ * protocol: two pages type nicks and lines into the page's own form, a raw
+ * TCP client shares their channel, and chat_browser.py checks each page's
+ * DOM for every line. */
+Test(chat, two_browser_pages_and_a_tcp_user_talk_in_one_channel)
+{
+    if (access("/usr/bin/chromium", X_OK) != 0) {
+        cr_skip_test("chromium is not installed (Debian package chromium; make deps installs it)");
+    }
+    if (system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") != 0) {
+        cr_skip_test("python3-websockets is not installed (make deps installs it)");
+    }
+    server s;
+    start_server(&s, NULL);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "timeout 90 /usr/bin/python3 %s/chat_browser.py %s %s 2>&1",
+             TROUPE_TEST_DIR, s.http, s.addr);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    static char out[16384];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    cr_assert_eq(status, 0, "chat_browser.py failed:\n%s", out);
+    cr_assert_not_null(strstr(out, "everyone saw <carol> same here"), "%s", out);
+    cr_assert_not_null(strstr(out, "chat_browser.py: ok"), "%s", out);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
 /* The TLS listener, with Debian's openssl s_client as the IRC client. */
 Test(chat, irc_over_tls_with_openssl_s_client)
 {
