@@ -15,8 +15,9 @@
  * Prints "RESULT proto=... deliveries_per_s=... p50_us p99_us max_us
  * lost=... loader_cpu_pct=... loader_wait_pct=... errors=...", the last
  * two over the measured window (CPU: % of one core, all threads; wait: %
- * of the window per thread spent runnable but without a CPU). Loopback
- * targets only; stops by itself. */
+ * of the window per thread spent runnable but without a CPU). Says
+ * "troupe-fanout: window open" and "... window closed" on stderr as the
+ * measured window begins and ends. Loopback targets only; stops by itself. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -384,7 +385,9 @@ int main(int argc, char **argv)
     sleep_until(t_from);
     double cpu0 = cpu_seconds();
     uint64_t wait0 = runq_wait_ns();
+    fprintf(stderr, "troupe-fanout: window open\n"); /* scripts sample the server here */
     sleep_until(t_to);
+    fprintf(stderr, "troupe-fanout: window closed\n");
     double cpu_pct = 100 * (cpu_seconds() - cpu0) / duration;
     double wait_pct = 100 * (double)(runq_wait_ns() - wait0) / 1e9 / duration / threads;
     uint64_t received = 0, in_window = 0, errors = 0;

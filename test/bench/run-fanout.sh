@@ -35,15 +35,17 @@
 #                  second in which other processes use under 10% of the
 #                  machine (shared machines; as run-echo.sh QUIET_WAIT)
 #
-# CPU columns: the server's user + system time over the whole load run as %
-# of one core for WARMUP + DURATION seconds (its setup and the stragglers'
-# wait are in it); the loader's own figure over the measured window
-# (troupe-fanout loader_cpu_pct: near 100 per loader thread means the
-# loader is saturated, and the latencies are partly its own queue), and
-# how long its threads waited for a CPU. "others" is the CPU that other
-# processes (not the server, the loader, this script or BUSY) used during
-# the run, as % of the machine: other people's jobs; more than a few %
-# means the run was disturbed.
+# Everything below is over the loader's measured window (DURATION s;
+# warm-up, setup and the stragglers' wait left out). CPU: user + system
+# time as % of one core, the server's and the loader's (troupe-fanout
+# loader_cpu_pct: near 100 per loader thread means the loader is
+# saturated, and the latencies are partly its own queue); "waited for a
+# CPU": % of the window runnable but without one (schedstat; with W=2 the
+# server and the loader crowd each other on a 2-core machine). "others":
+# CPU that other processes (not the server, the loader, this script or
+# BUSY) used, as % of the machine: other people's jobs; more than a few %
+# means the run was disturbed. "lost": lines not received by the end of
+# the loader's 3 s wait for stragglers (late or never).
 # Exit status 0 if every load run reported lost=0 and errors=0, else 1.
 
 set -euo pipefail
@@ -171,13 +173,13 @@ start_server() {
     esac
 }
 
-# CPU ticks (user + system, reaped children included) of every process but
-# this script (whose reaped children include the loader), the server and
-# the busy loop: other people's jobs. A process that exits during the run
-# is still counted, in its parent's children's time.
+# others_ticks [PID...]: CPU ticks (user + system, reaped children
+# included) of every process but this script and the PIDs given (the
+# server, the loader, the busy loop): other people's jobs. A process that
+# exits meanwhile still counts, in its parent's children's time.
 others_ticks() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v a=$$ -v b="$server_pid" -v c="${busy_pid:-0}" '{
-        pid = $1; sub(/^.*\) /, ""); if (pid != a && pid != b && pid != c) s += $12 + $13 + $14 + $15 }
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v skip="$$ $*" 'BEGIN { split(skip, k, " "); for (i in k) x[k[i]] = 1 }
+        { pid = $1; sub(/^.*\) /, ""); if (!(pid in x)) s += $12 + $13 + $14 + $15 }
         END { printf "%.0f", s }'
 }
 
@@ -198,8 +200,8 @@ wait_quiet() {
 }
 
 # run NAME W R U L ROUND: one server, one load; sets out_res (the RESULT
-# line), out_scpu (% of one core), out_other (% of the machine), out_sw (%
-# of the run the server waited for a CPU).
+# line), and over the measured window out_scpu (% of one core), out_other
+# (% of the machine), out_sw (% of it the server waited for a CPU).
 run() {
     local name=$1 w=$2 r=$3 u=$4 l=$5 round=$6
     local tag=$name-${r}x$u@$l-w$w-r$round
@@ -212,18 +214,32 @@ run() {
         sh -c 'while :; do :; done' &
         busy_pid=$!
     fi
-    local t0 t1 w0 w1 o0 o1 ns0 ns1 rc=0
-    ns0=$(date +%s%N)
-    o0=$(others_ticks)
-    w0=$(runq_wait_ns "$server_pid")
-    t0=$(cpu_ticks "$server_pid")
+    local t0=0 t1=0 w0=0 w1=0 o0=0 o1=0 ns0=0 ns1=1 rc=0 load_pid fd line
     "$LOAD" --connect "$server_addr" --proto "$proto" --channels "$r" --users "$u" \
         --rate "$l" --duration "$DURATION" --warmup "$WARMUP" --threads "$LOADER_THREADS" \
-        >"$out" 2>&1 || rc=$?
-    t1=$(cpu_ticks "$server_pid")
-    w1=$(runq_wait_ns "$server_pid")
-    o1=$(others_ticks)
-    ns1=$(date +%s%N)
+        >"$out" 2>&1 &
+    load_pid=$!
+    # Sample the server as the loader's measured window opens and closes
+    # (it says so on stderr), so setup (troupe-chat tells every member of
+    # every JOIN) and the stragglers' wait stay out of the figures. tail -f
+    # wakes on each line: no polling beside the load.
+    exec {fd}< <(tail -n +1 -f --pid="$load_pid" "$out")
+    while IFS= read -r -u "$fd" line; do
+        case $line in
+        *"window open"*)
+            ns0=$(date +%s%N) o0=$(others_ticks "$server_pid" "$load_pid" "$busy_pid")
+            w0=$(runq_wait_ns "$server_pid") t0=$(cpu_ticks "$server_pid")
+            ;;
+        *"window closed"*)
+            t1=$(cpu_ticks "$server_pid") w1=$(runq_wait_ns "$server_pid")
+            o1=$(others_ticks "$server_pid" "$load_pid" "$busy_pid") ns1=$(date +%s%N)
+            break
+            ;;
+        *) ;;
+        esac
+    done
+    exec {fd}<&-
+    wait "$load_pid" || rc=$?
     if [[ -n $busy_pid ]]; then
         kill "$busy_pid" 2>/dev/null || true
         wait "$busy_pid" 2>/dev/null || true
@@ -236,8 +252,8 @@ run() {
         tail -n 3 "$out" >&2
         errors=$((errors + 1))
     fi
-    out_scpu=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v s="$DURATION" -v w="$WARMUP" \
-        'BEGIN { printf "%.0f", 100 * t / hz / (s + w) }')
+    out_scpu=$(awk -v t=$((t1 - t0)) -v hz="$clk_tck" -v ns=$((ns1 - ns0)) \
+        'BEGIN { printf "%.0f", 100 * t / hz / (ns / 1e9) }')
     out_other=$(awk -v o=$((o1 - o0)) -v hz="$clk_tck" -v ns=$((ns1 - ns0)) -v n="$(nproc)" \
         'BEGIN { printf "%.1f", 100 * o / hz / (ns / 1e9) / n }')
     out_sw=$(awk -v w=$((w1 - w0)) -v t=$((ns1 - ns0)) 'BEGIN { printf "%.1f", (t > 0 ? 100 * w / t : 0) }')
