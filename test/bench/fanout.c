@@ -13,8 +13,13 @@
  * and the publisher's own subscriber receives it too (U). After the run
  * the loader waits for stragglers, then counts what never came as lost.
  * Prints "RESULT proto=... deliveries_per_s=... p50_us p99_us max_us
- * lost=... errors=...". Loopback targets only; stops by itself. */
+ * lost=... loader_cpu_pct=... loader_wait_pct=... errors=...", the last
+ * two over the measured window (CPU: % of one core, all threads; wait: %
+ * of the window per thread spent runnable but without a CPU). Says
+ * "troupe-fanout: window open" and "... window closed" on stderr as the
+ * measured window begins and ends. Loopback targets only; stops by itself. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -251,6 +256,47 @@ static void *run_worker(void *arg)
     return NULL;
 }
 
+static void sleep_until(uint64_t ns)
+{
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+/* This process's CPU seconds (all threads, user + system), and how long
+ * its threads have waited on a run queue (schedstat field 2, ns): time
+ * they could have run but another task had the CPU. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+static uint64_t runq_wait_ns(void)
+{
+    uint64_t sum = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char path[64];
+        unsigned long long run, wait;
+        snprintf(path, sizeof(path), "/proc/self/task/%.20s/schedstat", e->d_name);
+        FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+        if (f != NULL) {
+            if (fscanf(f, "%llu %llu", &run, &wait) == 2) {
+                sum += wait;
+            }
+            fclose(f);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return sum;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -334,6 +380,16 @@ int main(int argc, char **argv)
     for (int t = 0; t < threads; t++) {
         pthread_create(&ws[t].th, NULL, run_worker, &ws[t]);
     }
+    /* The loader's own CPU over the measured window: near 100% per thread
+     * means it is saturated, and its latencies are partly its own queue. */
+    sleep_until(t_from);
+    double cpu0 = cpu_seconds();
+    uint64_t wait0 = runq_wait_ns();
+    fprintf(stderr, "troupe-fanout: window open\n"); /* scripts sample the server here */
+    sleep_until(t_to);
+    fprintf(stderr, "troupe-fanout: window closed\n");
+    double cpu_pct = 100 * (cpu_seconds() - cpu0) / duration;
+    double wait_pct = 100 * (double)(runq_wait_ns() - wait0) / 1e9 / duration / threads;
     uint64_t received = 0, in_window = 0, errors = 0;
     size_t nlat = 0;
     for (int t = 0; t < threads; t++) {
@@ -356,10 +412,11 @@ int main(int argc, char **argv)
     double mx = nlat ? lat[nlat - 1] / 1e3 : 0;
     printf("RESULT proto=%s channels=%d users=%d rate=%.2f duration_s=%.1f deliveries_per_s=%.0f "
            "p50_us=%.0f p99_us=%.0f max_us=%.0f sent=%llu due=%llu received=%llu lost=%llu "
-           "errors=%llu\n",
+           "loader_cpu_pct=%.0f loader_wait_pct=%.1f errors=%llu\n",
            proto == IRC ? "irc" : "redis", channels, users_per, rate, duration,
            in_window / duration, p50, p99, mx, (unsigned long long)sent_total,
            (unsigned long long)due, (unsigned long long)received,
-           (unsigned long long)(due > received ? due - received : 0), (unsigned long long)errors);
+           (unsigned long long)(due > received ? due - received : 0), cpu_pct, wait_pct,
+           (unsigned long long)errors);
     return errors == 0 && received >= due ? 0 : 1;
 }
