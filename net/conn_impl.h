@@ -41,7 +41,7 @@ enum {
 
 #define HANDLER_RETRY_S 0.005
 #define READ_BUDGET (4 * TR__RBUF_BYTES)
-#define MAX_IOV 64
+#define MAX_IOV 128
 /* While an input budget is spent, reads take this much at most, so a peer
  * starting a frame adds little before it is paused. */
 #define TIGHT_READ 4096

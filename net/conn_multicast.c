@@ -59,8 +59,11 @@ static void queue_one(tr__worker *w, tr_actor *a, tr_buf *b, int64_t reason)
         return;
     }
     tr__conn_ctx x = tr__conn_enter(c);
-    (void)tr__conn_write_owned(c, NULL, tr_buf_len(b), tr_buf_retain(b), reason >= 0,
-                               reason >= 0 ? (size_t)reason : 0);
+    size_t len = tr_buf_len(b);
+    /* A short line is copied (outq.h): then no reference is taken. */
+    bool copy = tr__outq_copies(&c->out, len);
+    (void)tr__conn_write_owned(c, copy ? tr_buf_data(b) : NULL, len, copy ? NULL : tr_buf_retain(b),
+                               reason >= 0, reason >= 0 ? (size_t)reason : 0);
     tr__conn_leave(x);
 }
 

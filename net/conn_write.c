@@ -283,8 +283,13 @@ int tr__conn_write_owned(tr_conn *c, const void *data, size_t len, tr_buf *b, bo
         tr_buf_release(b);
         return rc;
     }
-    rc = b != NULL ? tr__outq_append_buf(&c->out, hdr, hl, b, trl, tl)
-                   : tr__outq_append(&c->out, hdr, hl, data, len, trl, tl);
+    if (b != NULL && tr__outq_copies(&c->out, len)) {
+        rc = tr__outq_append(&c->out, hdr, hl, tr_buf_data(b), len, trl, tl);
+        tr_buf_release(b);
+    } else {
+        rc = b != NULL ? tr__outq_append_buf(&c->out, hdr, hl, b, trl, tl)
+                       : tr__outq_append(&c->out, hdr, hl, data, len, trl, tl);
+    }
     if (rc < 0) {
         tr__conn_unreserve(c, n);
         return rc;

@@ -34,6 +34,22 @@ typedef struct tr__outq {
 int tr__outq_append(tr__outq *q, const unsigned char *hdr, size_t hlen, const void *data,
                     size_t len, const unsigned char *trl, size_t tlen);
 
+/* Shared payloads up to this size are copied into the queue's block
+ * rather than referenced. A reference is a segment of its own (about 100
+ * bytes with the allocator's header), a pointer chase at every flush and
+ * an iovec of its own, and its buffer's count is touched by every worker
+ * that holds it: for a chat line that costs more, in memory and in time,
+ * than the line. Larger buffers are referenced, never copied. */
+#define TR__OUTQ_COPY_MAX 256
+
+/* Whether a shared payload of len bytes is copied into q rather than
+ * referenced (a drop-oldest queue keeps one segment per frame, where a
+ * reference is the smaller). */
+static inline bool tr__outq_copies(const tr__outq *q, size_t len)
+{
+    return len <= TR__OUTQ_COPY_MAX && !q->whole_frames;
+}
+
 /* Appends a reference to b (takes the reference). Returns 0/TR_ENOMEM
  * (b is then released). */
 int tr__outq_append_buf(tr__outq *q, const unsigned char *hdr, size_t hlen, tr_buf *b,

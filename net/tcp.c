@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../runtime/atomic.h"
+#include "conn_impl.h"
 #include "netw.h"
 #include "troupe/log.h"
 
@@ -20,8 +21,48 @@ static ssize_t tcp_read(tr_conn *c, void *buf, size_t len)
     return r < 0 ? -errno : r;
 }
 
+/* Pieces up to GATHER_PIECE bytes are copied together, up to GATHER_BUF
+ * bytes a call. A broadcast leaves each line in a send queue as a
+ * reference (the line, then its codec's trailer): thirty lines would be
+ * sixty small iovecs, and the kernel's cost grows with each one it walks
+ * and copies from; gathered, it copies one. Larger pieces go as they are. */
+#define GATHER_PIECE 512
+#define GATHER_BUF 16384
+
+/* Writes iov[0..n) into out[], small pieces copied into buf. Returns the
+ * count of out[] (at most n). */
+static int gather(const struct iovec *iov, int n, struct iovec *out, unsigned char *buf)
+{
+    int m = 0;
+    size_t used = 0;
+    bool in_buf = false; /* out[m - 1] ends at buf + used */
+    for (int i = 0; i < n; i++) {
+        size_t len = iov[i].iov_len;
+        if (len > GATHER_PIECE || used + len > GATHER_BUF) {
+            out[m++] = iov[i];
+            in_buf = false;
+            continue;
+        }
+        memcpy(buf + used, iov[i].iov_base, len);
+        if (in_buf) {
+            out[m - 1].iov_len += len;
+        } else {
+            out[m++] = (struct iovec){buf + used, len};
+            in_buf = true;
+        }
+        used += len;
+    }
+    return m;
+}
+
 static ssize_t tcp_writev(tr_conn *c, const struct iovec *iov, int n)
 {
+    static _Thread_local unsigned char buf[GATHER_BUF];
+    struct iovec out[MAX_IOV];
+    if (n > 1 && n <= MAX_IOV) {
+        n = gather(iov, n, out, buf);
+        iov = out;
+    }
     /* sendmsg, not writev: a peer that reset must be an EPIPE return, not
      * a SIGPIPE that kills the application. */
     struct msghdr mh;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "leak.h"
+#include "net/outq.h"
 #include "troupe/troupe.h"
 
 TestSuite(outq, .timeout = 10.0);
@@ -200,7 +201,7 @@ static int buf_frame(tr_conn *c, const void *data, size_t len, void *user)
     (void)data;
     (void)len;
     tr_buf *b = user;
-    /* The same buffer three times, no copy. */
+    /* The same buffer three times (a copy only when it is short). */
     for (int i = 0; i < 3; i++) {
         if (tr_conn_write_buf(c, tr_buf_retain(b)) != 0) {
             tlog("?");
@@ -215,7 +216,10 @@ static const tr_handler buf_handler = {.on_frame = buf_frame};
 Test(outq, write_buf_shares_the_buffer_and_releases_it_once_written)
 {
     tr_codec *codec = line_codec();
-    tr_buf *b = tr_buf_copy("shared", 6);
+    /* Past the copy limit (outq.h): shared, not copied. */
+    char text[TR__OUTQ_COPY_MAX + 44];
+    memset(text, 's', sizeof(text));
+    tr_buf *b = tr_buf_copy(text, sizeof(text));
     tr_server_config cfg;
     config(&cfg, codec, &buf_handler);
     cfg.conn.user = b;
@@ -223,7 +227,14 @@ Test(outq, write_buf_shares_the_buffer_and_releases_it_once_written)
     cr_assert_eq(tr_embedded_feed(e, "go\n", 3), 0);
     cr_assert_str_eq(log_buf, "4", "queued: three references besides ours");
     cr_assert_eq(tr_buf_refs(b), 1, "written: references given back");
-    cr_assert_str_eq(out_of(e), "shared\nshared\nshared\n");
+    char want[3 * (sizeof(text) + 1) + 1], *w = want;
+    for (int i = 0; i < 3; i++) {
+        memcpy(w, text, sizeof(text));
+        w[sizeof(text)] = '\n';
+        w += sizeof(text) + 1;
+    }
+    *w = '\0';
+    cr_assert_str_eq(out_of(e), want);
     /* Refused or closed: the reference is taken and released anyway. */
     tr_conn *c = tr_embedded_conn(e);
     cr_assert_eq(tr_conn_write_buf(c, NULL), TR_EINVAL);
@@ -231,6 +242,23 @@ Test(outq, write_buf_shares_the_buffer_and_releases_it_once_written)
     tr_embedded_flush(e);
     cr_assert_eq(tr_conn_write_buf(c, tr_buf_retain(b)), TR_ECLOSED);
     cr_assert_eq(tr_buf_refs(b), 1);
+    tr_embedded_free(e);
+    tr_buf_release(b);
+    tr_codec_free(codec);
+    tr_test_leak_check();
+}
+
+Test(outq, a_short_shared_buffer_is_copied_and_released_at_once)
+{
+    tr_codec *codec = line_codec();
+    tr_buf *b = tr_buf_copy("shared", 6);
+    tr_server_config cfg;
+    config(&cfg, codec, &buf_handler);
+    cfg.conn.user = b;
+    tr_embedded *e = emb_new(&cfg);
+    cr_assert_eq(tr_embedded_feed(e, "go\n", 3), 0);
+    cr_assert_str_eq(log_buf, "1", "queued as copies: no reference kept");
+    cr_assert_str_eq(out_of(e), "shared\nshared\nshared\n");
     tr_embedded_free(e);
     tr_buf_release(b);
     tr_codec_free(codec);
