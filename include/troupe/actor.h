@@ -117,6 +117,18 @@ TR_API int tr_send_copy(tr_actor_id to, uint32_t type, const void *data, size_t 
  * Threads: any thread. */
 TR_API int tr_kill(tr_actor_id to, int reason);
 
+/* Writes to *depth how many user messages wait in the actor's mailbox: a
+ * snapshot, for metrics and debugging (the number may change before the
+ * call returns). System messages are not counted, nor messages still on
+ * their way from another thread: those count once the actor's worker
+ * takes them from its queues, which it does between actor turns. The
+ * message being received, if any, is no longer counted.
+ * Returns 0, TR_ECLOSED if the actor has exited (or `id` is stale or
+ * none), or TR_EINVAL if depth is NULL.
+ * Threads: any thread (it never blocks; the actor cannot be freed while
+ * it is read). */
+TR_API int tr_actor_mailbox_depth(tr_actor_id id, uint32_t *depth);
+
 /* ---- inside an actor ----
  * Threads: the actor's own worker, during one of its callbacks (self is
  * valid only then). Nothing here blocks. Calls without a return code
