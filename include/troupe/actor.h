@@ -144,8 +144,10 @@ TR_API void *tr_actor_state(const tr_actor *self);
 TR_API void tr_actor_set_state(tr_actor *self, void *state);
 
 /* The runtime, the worker loop the actor runs on (for libev watchers of
- * the actor's own; start and stop them only from this actor's callbacks)
- * and that worker's index. Threads: the actor's own worker, in its
+ * the actor's own; start and stop them only from this actor's callbacks;
+ * the loop itself is the runtime's: never run, break or destroy it, nor
+ * set its release/acquire callbacks, which measure the worker's busy
+ * time) and that worker's index. Threads: the actor's own worker, in its
  * callbacks. */
 TR_API tr_runtime *tr_actor_runtime(const tr_actor *self);
 TR_API struct ev_loop *tr_actor_loop(const tr_actor *self);
