@@ -543,7 +543,7 @@ void tr__actor_unmute(tr__worker *w, tr_actor *a)
     tr__worker_enqueue(w, a); /* still TR__A_SCHEDULED */
 }
 
-void tr__actor_run(tr__worker *w, tr_actor *a)
+unsigned tr__actor_run(tr__worker *w, tr_actor *a)
 {
     cur_actor = a;
     w->in_turn = a;
@@ -551,11 +551,12 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
         start(w, a);
     }
     unsigned batch = w->rt->cfg.batch;
-    unsigned n = 0;
+    unsigned n = 0, sys = 0;
     while (!(a->flags & TR__A_EXITING)) {
         tr_msg *m = tr__mailbox_pop_sys(&a->mbox);
         if (m != NULL) {
             handle_sys(a, m);
+            sys++;
             continue;
         }
         if (n == batch) {
@@ -576,7 +577,7 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
     if (a->flags & TR__A_EXITING) {
         a->flags &= ~TR__A_MUTE_PENDING;
         finish_exit(a);
-        return;
+        return n + sys;
     }
     notify_room(a, false);
     if (a->slot->overloaded && a->mbox.depth < TR__OVERLOAD_LOW) {
@@ -591,12 +592,13 @@ void tr__actor_run(tr__worker *w, tr_actor *a)
             a->flags |= TR__A_MUTED;
             a->run_next = w->muted;
             w->muted = a;
-            return;
+            return n + sys;
         }
     }
     if (tr__mailbox_nonempty(&a->mbox)) {
         tr__worker_enqueue(w, a);
-        return;
+        return n + sys;
     }
     a->flags &= ~TR__A_SCHEDULED;
+    return n + sys;
 }

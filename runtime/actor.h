@@ -85,8 +85,9 @@ void tr__actor_monitor_gone(tr_msg *mon, tr_actor_id target, int reason);
  * messages (a connection's CLOSED after its frames). Any thread. */
 int tr__send_over(tr_actor_id to, tr_msg *msg);
 
-/* Runs one turn of a (owning worker). */
-void tr__actor_run(struct tr__worker *w, tr_actor *a);
+/* Runs one turn of a (owning worker). Returns how many messages it took
+ * from its mailbox (user and system). */
+unsigned tr__actor_run(struct tr__worker *w, tr_actor *a);
 
 /* Exits a now with reason, on its worker (used for forced exits). */
 void tr__actor_force_exit(tr_actor *a, int reason);

@@ -9,7 +9,7 @@ void tr__mailbox_init(tr__mailbox *mb, uint32_t capacity, tr_overflow overflow)
 {
     mb->sys_head = mb->sys_tail = NULL;
     mb->user_head = mb->user_tail = NULL;
-    mb->depth = 0;
+    tr__store_rlx_32(&mb->depth, 0);
     mb->counted = 0;
     mb->capacity = capacity;
     mb->overflow = (uint8_t)overflow;
@@ -64,7 +64,7 @@ void tr__mailbox_put(tr__mailbox *mb, tr_msg *m)
         mb->user_head = m;
     }
     mb->user_tail = m;
-    mb->depth++;
+    tr__store_rlx_32(&mb->depth, mb->depth + 1); /* read by tr_actor_mailbox_depth */
     if (m->flags & TR__MSGF_COUNTED) {
         mb->counted++;
     }
@@ -95,7 +95,7 @@ static void unlink_user(tr__mailbox *mb, tr_msg *prev, tr_msg *m)
         mb->user_tail = prev;
     }
     m->next = NULL;
-    mb->depth--;
+    tr__store_rlx_32(&mb->depth, mb->depth - 1);
     if (m->flags & TR__MSGF_COUNTED) {
         mb->counted--;
     }

@@ -1,4 +1,4 @@
-/* Design notes: mailbox. Owning worker only: no atomics.
+/* Design notes: mailbox. Owning worker only: no atomics (but see `depth`).
  *
  * Messages reach an actor's worker first (route.c: a queue per pair of
  * workers, and one for foreign threads); the worker appends each to its
@@ -15,8 +15,10 @@
  * are not counted and never dropped.
  *
  * `depth` counts every queued user message, bounded or not: the runtime
- * uses it to mute senders of an overloaded actor. No allocation happens
- * here: the message is the node. */
+ * uses it to mute senders of an overloaded actor, and any thread may read
+ * it (tr_actor_mailbox_depth, holding a pin). So the owner writes it with
+ * relaxed atomic stores; its own reads stay plain (it is the only writer).
+ * No allocation happens here: the message is the node. */
 #ifndef TROUPE_RUNTIME_MAILBOX_H
 #define TROUPE_RUNTIME_MAILBOX_H
 
@@ -37,7 +39,7 @@ enum {
 typedef struct tr__mailbox {
     tr_msg *sys_head, *sys_tail;
     tr_msg *user_head, *user_tail;
-    uint32_t depth;    /* queued user messages */
+    uint32_t depth;    /* queued user messages; owner writes (relaxed), any thread reads */
     uint32_t counted;  /* of which TR__MSGF_COUNTED */
     uint32_t capacity; /* 0 = unbounded */
     uint8_t overflow;  /* tr_overflow */

@@ -32,6 +32,37 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
 }
 
+/* Counts the time since the last mark as busy. Owner only. */
+static void count_busy(tr__worker *w, uint64_t now)
+{
+    tr__stat_add_64(&w->st_busy_ns, now - w->busy_mark_ns);
+    w->busy_mark_ns = now;
+}
+
+/* libev calls these around its blocking syscall (epoll_wait), on the
+ * worker's thread, in every ev_run. Only the ev_run(EVRUN_ONCE) that puts
+ * the worker to sleep reads the clock: the non-blocking polls of a busy
+ * worker cost nothing more. The worker comes from the thread, not from
+ * ev_userdata, which an application holding tr_actor_loop could set. */
+static void on_loop_release(struct ev_loop *loop)
+{
+    (void)loop;
+    tr__worker *w = tr__current_worker();
+    if (w != NULL && w->blocking) {
+        count_busy(w, tr__now_ns());
+        tr__stat_add_64(&w->st_sleeps, 1); /* counted now: an idle worker shows it */
+    }
+}
+
+static void on_loop_acquire(struct ev_loop *loop)
+{
+    (void)loop;
+    tr__worker *w = tr__current_worker();
+    if (w != NULL && w->blocking) {
+        w->busy_mark_ns = tr__now_ns(); /* the time asleep is not busy */
+    }
+}
+
 /* Runs last among the prepare watchers, right before the loop would
  * block: net/'s flush (an ev_prepare too) may just have made actors ready
  * or queued messages for other workers. Publish those, and if work is
@@ -77,6 +108,7 @@ int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index, unsigned nwor
     ev_unref(w->loop);
     ev_idle_init(&w->nowait, on_nowait);
     ev_timer_init(&w->tick, on_tick, 0., 0.);
+    ev_set_loop_release_cb(w->loop, on_loop_release, on_loop_acquire);
     return 0;
 fail:
     free(w->out);
@@ -190,6 +222,7 @@ void tr__worker_list_add(tr__worker *w, tr_actor *a)
     }
     w->actors = a;
     a->flags |= TR__A_LISTED;
+    tr__stat_add_64(&w->st_actors, 1);
 }
 
 void tr__worker_list_remove(tr__worker *w, tr_actor *a)
@@ -203,6 +236,7 @@ void tr__worker_list_remove(tr__worker *w, tr_actor *a)
         a->list_next->list_prev = a->list_prev;
     }
     a->flags &= ~TR__A_LISTED;
+    tr__stat_add_64(&w->st_actors, UINT64_MAX);
 }
 
 /* Lets muted actors whose receiver drained (or died) run again. */
@@ -386,6 +420,7 @@ static void *worker_main(void *arg)
     tr__worker *w = arg;
     tr__set_current(w, NULL);
     tr__msg_cache_attach();
+    w->busy_mark_ns = tr__now_ns();
     /* Whether work came from other threads since we last slept. Only then
      * is spinning worth it: a worker fed by its own sockets is woken by
      * epoll anyway, and spinning would only add CPU after every request. */
@@ -397,9 +432,9 @@ static void *worker_main(void *arg)
             check_muted(w);
         }
         tr_actor *a;
-        unsigned turns = 0;
+        unsigned turns = 0, messages = 0;
         while (turns < TURNS_PER_POLL && (a = pop_ready(w)) != NULL) {
-            tr__actor_run(w, a);
+            messages += tr__actor_run(w, a);
             if (w->ndirty != 0) {
                 tr__route_publish(w);
             }
@@ -408,9 +443,15 @@ static void *worker_main(void *arg)
                 cross |= tr__route_take_inbound(w);
             }
         }
+        if (turns != 0) {
+            tr__stat_add_64(&w->st_turns, turns);
+            tr__stat_add_64(&w->st_messages, messages);
+        }
         tr__store_rlx_64(&w->beat, w->beat + 1);
         if (w->run_head != NULL || tr__route_has_inbound(w)) {
-            poll_loop(w, tr__now_ns()); /* busy: I/O and timers still get served */
+            uint64_t now = tr__now_ns();
+            count_busy(w, now); /* a worker that never sleeps is still seen busy */
+            poll_loop(w, now); /* busy: I/O and timers still get served */
             continue;
         }
         if (w->muted != NULL) {
@@ -441,13 +482,16 @@ static void *worker_main(void *arg)
         tr__store_rel_32(&w->sleeping, 1);
         tr__fence_sc();
         if (!tr__route_has_inbound(w) && !has_control(w)) {
+            w->blocking = 1; /* see on_loop_release */
             ev_run(w->loop, EVRUN_ONCE);
+            w->blocking = 0;
         }
         tr__store_rel_32(&w->sleeping, 0);
         ev_timer_stop(w->loop, &w->tick);
         tr__route_publish(w);
     }
     tr__worker_kill_all(w);
+    count_busy(w, tr__now_ns());
     tr__msg_cache_detach();
     tr__set_current(NULL, NULL);
     return NULL;

@@ -27,7 +27,16 @@
  * (`loop_users`: net/'s sockets, actor timers, an application watcher),
  * at most every poll_us. Work made ready inside the loop just before it
  * would block (net/'s flush in an ev_prepare) stops it from blocking (the
- * `guard` prepare watcher runs last). */
+ * `guard` prepare watcher runs last).
+ *
+ * Statistics (tr_runtime_worker_stats): single-writer counters. Only the
+ * owner writes them, each with a relaxed load-add-store (no locked
+ * instruction); any thread reads them with relaxed loads. Turns and
+ * messages are added once per batch of turns. Busy time costs no clock
+ * read of its own: the busy loop already reads the clock once per batch,
+ * and the loop's release/acquire callbacks read it around the one
+ * syscall that blocks (epoll_wait inside ev_run(EVRUN_ONCE); the I/O
+ * callbacks that follow it are work, so they count as busy). */
 #ifndef TROUPE_RUNTIME_WORKER_H
 #define TROUPE_RUNTIME_WORKER_H
 
@@ -88,7 +97,16 @@ typedef struct tr__worker {
     _Alignas(64) uint32_t sleeping;
     uint32_t stop;            /* any thread; atomics */
     _Alignas(64) uint64_t beat; /* owner bumps while awake; spinning peers read */
-    char pad_[56];
+    /* Statistics: owner writes (tr__stat_add_64), any thread reads
+     * (relaxed). Apart from `beat`, which spinning peers read all the time. */
+    _Alignas(64) uint64_t st_actors; /* started, not yet exited */
+    uint64_t st_turns;
+    uint64_t st_messages;            /* taken from mailboxes by actors */
+    uint64_t st_busy_ns;
+    uint64_t st_sleeps;
+    /* Owning worker only. */
+    uint64_t busy_mark_ns;           /* st_busy_ns counts up to here */
+    uint32_t blocking;               /* in the ev_run(EVRUN_ONCE) that may block */
 } tr__worker;
 
 int tr__worker_init(tr__worker *w, tr_runtime *rt, unsigned index, unsigned nworkers);

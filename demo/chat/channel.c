@@ -272,6 +272,7 @@ static int channel_init(tr_actor *self, void *arg)
     free(a);
     tr_actor_set_state(self, c);
     chat_stat_add(&c->ch->st.channels, 1);
+    chat_chan_set_add(&c->ch->chans, c->self); /* on failure: only missing from /metrics */
     return 0;
 }
 
@@ -330,6 +331,7 @@ static void channel_terminate(tr_actor *self, int reason)
     (void)reason;
     channel *c = tr_actor_state(self);
     chat_stat_add(&c->ch->st.channels, -1);
+    chat_chan_set_remove(&c->ch->chans, c->self);
     free(c->m);
     free(c->ids);
     free(c);

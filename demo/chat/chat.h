@@ -14,6 +14,7 @@
 #ifndef TROUPE_CHAT_H
 #define TROUPE_CHAT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -51,11 +52,21 @@ typedef struct chat_stats {
 
 typedef struct chat_listener chat_listener;
 
+/* The channel actors alive, for /metrics (their mailbox depths): each
+ * channel adds itself in init and removes itself in terminate; a scrape
+ * copies the ids (metrics.c says why a lock and not the registry). */
+typedef struct chat_chan_set {
+    pthread_mutex_t lock;
+    tr_actor_id *ids; /* under lock */
+    size_t n, cap;    /* under lock */
+} chat_chan_set;
+
 typedef struct chat {
     chat_config cfg;
     tr_runtime *rt;
     tr_actor_id registry;
     chat_stats st;
+    chat_chan_set chans;
     /* The listeners /metrics reports on: set before the HTTP server starts,
      * read-only after. */
     const chat_listener *listeners;
@@ -222,9 +233,18 @@ struct chat_listener {
 struct tr_http;
 tr_server *chat_http_start(chat *ch, const char *listen, struct tr_http **out, int *err);
 
-/* Writes the Prometheus text exposition of the chat's counters and the
- * listeners' stats into buf; returns its length (cut at cap). */
+/* Writes the Prometheus text exposition of the chat's counters, the
+ * listeners' stats, the workers' load and the mailbox depths into buf;
+ * returns its length (cut at cap). */
 size_t chat_metrics(chat *ch, const chat_listener *ls, size_t nls, char *buf, size_t cap);
+
+/* The set of live channels (metrics.c). add returns 0 or TR_ENOMEM (the
+ * channel then goes uncounted); remove ignores an id not in the set.
+ * Any thread. */
+void chat_chan_set_init(chat_chan_set *s);
+void chat_chan_set_fini(chat_chan_set *s);
+int chat_chan_set_add(chat_chan_set *s, tr_actor_id id);
+void chat_chan_set_remove(chat_chan_set *s, tr_actor_id id);
 
 /* ":nick!user@host" into buf. */
 void chat_prefix(const chat_who *w, char *buf, size_t len);

@@ -202,6 +202,7 @@ int main(int argc, char **argv)
     tr_runtime_config rc;
     tr_runtime_config_defaults(&rc);
     rc.workers = o.workers;
+    chat_chan_set_init(&ch.chans);
     ch.rt = tr_runtime_new(&rc, &err);
     if (ch.rt == NULL || (err = tr_runtime_start(ch.rt)) < 0 || (err = chat_registry_start(&ch)) < 0) {
         fprintf(stderr, "troupe-chat: runtime: %s\n", tr_strerror(err));
@@ -284,6 +285,7 @@ int main(int argc, char **argv)
     tr_http_free(http);
     tr_runtime_shutdown(ch.rt, 2000);
     tr_runtime_free(ch.rt);
+    chat_chan_set_fini(&ch.chans);
     tr_codec_free(lines);
     tr_tls_free(tls);
     for (size_t i = 0; i < motd_n; i++) {

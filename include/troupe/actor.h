@@ -117,6 +117,18 @@ TR_API int tr_send_copy(tr_actor_id to, uint32_t type, const void *data, size_t 
  * Threads: any thread. */
 TR_API int tr_kill(tr_actor_id to, int reason);
 
+/* Writes to *depth how many user messages wait in the actor's mailbox: a
+ * snapshot, for metrics and debugging (the number may change before the
+ * call returns). System messages are not counted, nor messages still on
+ * their way from another thread: those count once the actor's worker
+ * takes them from its queues, which it does between actor turns. The
+ * message being received, if any, is no longer counted.
+ * Returns 0, TR_ECLOSED if the actor has exited (or `id` is stale or
+ * none), or TR_EINVAL if depth is NULL.
+ * Threads: any thread (it never blocks; the actor cannot be freed while
+ * it is read). */
+TR_API int tr_actor_mailbox_depth(tr_actor_id id, uint32_t *depth);
+
 /* ---- inside an actor ----
  * Threads: the actor's own worker, during one of its callbacks (self is
  * valid only then). Nothing here blocks. Calls without a return code
@@ -132,8 +144,10 @@ TR_API void *tr_actor_state(const tr_actor *self);
 TR_API void tr_actor_set_state(tr_actor *self, void *state);
 
 /* The runtime, the worker loop the actor runs on (for libev watchers of
- * the actor's own; start and stop them only from this actor's callbacks)
- * and that worker's index. Threads: the actor's own worker, in its
+ * the actor's own; start and stop them only from this actor's callbacks;
+ * the loop itself is the runtime's: never run, break or destroy it, nor
+ * set its release/acquire callbacks, which measure the worker's busy
+ * time) and that worker's index. Threads: the actor's own worker, in its
  * callbacks. */
 TR_API tr_runtime *tr_actor_runtime(const tr_actor *self);
 TR_API struct ev_loop *tr_actor_loop(const tr_actor *self);

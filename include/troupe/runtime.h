@@ -86,6 +86,33 @@ TR_API int tr_runtime_is_running(const tr_runtime *rt);
 /* Nonzero when called on one of rt's workers. Threads: any thread. */
 TR_API int tr_runtime_on_worker(const tr_runtime *rt);
 
+/* What one worker has done since it started (counters only grow, except
+ * `actors`). Each field is kept by the worker itself and read without a
+ * lock, so a snapshot is not taken at one instant: fields may be a batch
+ * of actor turns apart. */
+typedef struct tr_worker_stats {
+    uint64_t actors;   /* started actors living on the worker now (a gauge) */
+    uint64_t turns;    /* actor turns run (a turn handles up to `batch` messages) */
+    uint64_t messages; /* messages its actors took from their mailboxes (user
+                        * and system, sent from any thread) */
+    /* Time the worker thread was awake, in nanoseconds: running actors,
+     * socket and timer callbacks, spinning for work; everything but the
+     * time it slept in its event loop waiting for something to do.
+     * Brought up to date at least once per batch of up to 128 actor turns
+     * and whenever the worker goes to sleep; one turn that never returns
+     * is not seen. busy_ns / elapsed time is the worker's load. */
+    uint64_t busy_ns;
+    uint64_t sleeps;   /* times it went to sleep in its event loop */
+} tr_worker_stats;
+
+/* Fills *out with worker `worker`'s counters (0 <= worker <
+ * tr_runtime_workers(rt)). Works at any point between tr_runtime_new and
+ * tr_runtime_free: all zeros before start, frozen after stop. Cheap (a
+ * few loads, no lock): fit for a metrics endpoint scraped often.
+ * Returns 0, or TR_EINVAL if rt or out is NULL or worker is out of range.
+ * Threads: any thread. */
+TR_API int tr_runtime_worker_stats(const tr_runtime *rt, unsigned worker, tr_worker_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -650,6 +650,31 @@ static unsigned long long metric(const char *text, const char *name)
     return strtoull(p + strlen(want), NULL, 10);
 }
 
+/* A labelled series, e.g. name = troupe_worker_turns_total, labels =
+ * worker="0"; its value as a double. */
+static double series(const char *text, const char *name, const char *labels)
+{
+    char want[160];
+    snprintf(want, sizeof(want), "\n%s{%s} ", name, labels);
+    const char *p = strstr(text, want);
+    cr_assert_not_null(p, "series %s{%s} in:\n%s", name, labels, text);
+    return strtod(p + strlen(want), NULL);
+}
+
+/* The sum of a per-worker series over the server's 2 workers. */
+static double over_workers(const char *text, const char *name)
+{
+    double sum = 0;
+    for (int w = 0; w < 2; w++) {
+        char labels[32];
+        snprintf(labels, sizeof(labels), "worker=\"%d\"", w);
+        double v = series(text, name, labels);
+        cr_assert_geq(v, 0, "%s{%s}", name, labels);
+        sum += v;
+    }
+    return sum;
+}
+
 Test(chat, http_page_healthz_and_metrics_reflect_what_happened)
 {
     server s;
@@ -680,6 +705,33 @@ Test(chat, http_page_healthz_and_metrics_reflect_what_happened)
     cr_assert_geq(metric(body, "troupe_chat_lines_in_total"), 8);
     cr_assert_geq(metric(body, "troupe_chat_deliveries_total"), 2, "alice's two lines to bob");
     cr_assert_not_null(strstr(body, "troupe_server_accepted_total{listener=\"irc\"} 2"), "%s", body);
+    /* The workers' load and the mailbox depths (start_server: --workers 2). */
+    cr_assert_gt(over_workers(body, "troupe_worker_busy_seconds_total"), 0);
+    cr_assert_gt(over_workers(body, "troupe_worker_turns_total"), 0);
+    cr_assert_gt(over_workers(body, "troupe_worker_messages_total"), 0);
+    cr_assert_gt(over_workers(body, "troupe_worker_sleeps_total"), 0);
+    /* At least the registry, #m and alice's and bob's connections. */
+    cr_assert_geq(over_workers(body, "troupe_worker_actors"), 4);
+    cr_assert_not_null(strstr(body, "# TYPE troupe_worker_busy_seconds_total counter\n"), "%s", body);
+    cr_assert_not_null(strstr(body, "# TYPE troupe_worker_actors gauge\n"), "%s", body);
+    cr_assert_geq(series(body, "troupe_chat_mailbox_depth", "actor=\"registry\""), 0);
+    unsigned long long max = metric(body, "troupe_chat_channel_mailbox_depth_max");
+    unsigned long long sum = metric(body, "troupe_chat_channel_mailbox_depth_sum");
+    cr_assert_leq(max, sum);
+    /* Counters only grow. A worker adds its turns once it ends a batch, a
+     * moment after the turns themselves: scrape until they show. */
+    double busy = over_workers(body, "troupe_worker_busy_seconds_total");
+    double turns = over_workers(body, "troupe_worker_turns_total");
+    sendf(&a, "PRIVMSG #m :three");
+    expect(&b, "PRIVMSG #m :three", NULL, 0);
+    bool moved = false;
+    for (int i = 0; i < 100 && !moved; i++) {
+        http_get(&s, "/metrics", body, sizeof(body));
+        cr_assert_geq(over_workers(body, "troupe_worker_busy_seconds_total"), busy);
+        cr_assert_geq(over_workers(body, "troupe_worker_turns_total"), turns);
+        moved = over_workers(body, "troupe_worker_turns_total") > turns;
+    }
+    cr_assert(moved, "turns ran since the first scrape");
     client_close(&a);
     client_close(&b);
     cr_assert_eq(stop_server(&s), 0);
