@@ -13,7 +13,7 @@ Exit 0: every line reached every other participant. Otherwise a message
 says what was missing. Chromium and its profile directory are removed in
 every case.
 """
-import argparse, asyncio, base64, ctypes, json, os, shutil, signal, subprocess, sys, tempfile, time
+import argparse, asyncio, base64, ctypes, json, os, queue, select, shutil, signal, subprocess, sys, tempfile, threading, time
 
 CHROMIUM = "/usr/bin/chromium"
 START_S = 60.0  # Chromium's first start on a busy 2-core machine can be slow
@@ -26,22 +26,12 @@ class Failed(Exception):
     pass
 
 
-async def until(what, probe, timeout=WAIT_S, every=0.05):
-    """Polls the coroutine probe() until it returns something truthy; fails
-    with `what` once timeout seconds have gone by."""
-    end = time.monotonic() + timeout
-    while True:
-        got = await probe()
-        if got:
-            return got
-        if time.monotonic() >= end:
-            raise Failed(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(every)
-
-
 # ---- Chromium ----
 
 def start_chromium(profile):
+    """Starts Chromium; returns (process, queue). A thread copies its stderr
+    to the profile's chromium.log and puts the DevTools address on the queue
+    when Chromium prints it ("DevTools listening on ws://...")."""
     log = open(os.path.join(profile, "chromium.log"), "wb")
 
     def child():
@@ -53,59 +43,78 @@ def start_chromium(profile):
             "--no-first-run", "--no-default-browser-check", "--disable-extensions",
             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
             f"--user-data-dir={profile}", f"--window-size={WIDTH},{HEIGHT}", "about:blank"]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=child)
+    found = queue.Queue()
+
+    def copy_stderr():
+        with log:
+            for raw in proc.stderr:  # until Chromium closes it (it exits)
+                log.write(raw)
+                line = raw.decode(errors="replace")
+                if line.startswith("DevTools listening on "):
+                    found.put(line.split(" on ", 1)[1].strip())
+        found.put(None)
+
+    threading.Thread(target=copy_stderr, daemon=True).start()
+    return proc, found
+
+
+async def devtools_url(proc, found):
+    """Waits (bounded) for the address Chromium prints once it listens."""
     try:
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, preexec_fn=child)
-    finally:
-        log.close()  # Chromium has its own copy
+        url = await asyncio.get_running_loop().run_in_executor(None, found.get, True, START_S)
+    except queue.Empty:
+        raise Failed(f"chromium did not listen within {START_S:.0f} s") from None
+    if url is None:
+        raise Failed(f"chromium exited with status {proc.wait()} before listening")
+    return url
 
 
-async def devtools_url(profile, proc):
-    """Chromium writes its port and browser path to DevToolsActivePort."""
-    path = os.path.join(profile, "DevToolsActivePort")
-
-    async def probe():
-        if proc.poll() is not None:
-            raise Failed(f"chromium exited with status {proc.returncode} before listening")
-        try:
-            with open(path) as f:
-                lines = f.read().split("\n")
-        except FileNotFoundError:
-            return None
-        return len(lines) >= 2 and lines[1] and f"ws://127.0.0.1:{lines[0]}{lines[1]}"
-
-    return await until("chromium's DevToolsActivePort", probe, timeout=START_S, every=0.1)
-
-
-def live_in_group(pgid):
+def group_members(pgid):
     """Processes of the group that are not yet zombies."""
-    live = 0
+    pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        live += fields[0] != "Z" and int(fields[2]) == pgid
-    return live
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            pids.append(int(pid))
+    return pids
 
 
 def stop_chromium(proc):
-    """Ends Chromium and its helpers (its own process group), then waits a
-    bounded time until none is left running, so the profile can be removed."""
+    """Ends Chromium and its helpers (its own process group) and waits, up
+    to a bound, for each to exit (their pidfds say when), so the profile can
+    be removed."""
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             pass
-    end = time.monotonic() + 5
-    while live_in_group(proc.pid) and time.monotonic() < end:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    fds = []
+    for pid in group_members(proc.pid):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+            fds.append(os.pidfd_open(pid))
+        except OSError:
+            pass  # gone already
+    waiter = select.poll()
+    for fd in fds:
+        waiter.register(fd, select.POLLIN)
+    end, left = time.monotonic() + 5, len(fds)
+    while left > 0 and time.monotonic() < end:
+        for fd, _ in waiter.poll(max(end - time.monotonic(), 0) * 1000):
+            waiter.unregister(fd)
+            left -= 1
+    for fd in fds:
+        os.close(fd)
     if proc.poll() is None:
         proc.wait()
 
@@ -114,18 +123,29 @@ class DevTools:
     """One browser-level DevTools connection; pages are flattened sessions."""
 
     def __init__(self, ws):
-        self.ws, self.next_id, self.waiting = ws, 0, {}
+        self.ws, self.next_id, self.waiting, self.events = ws, 0, {}, {}
         self.reader = asyncio.create_task(self.read())
+
+    def event(self, method, session):
+        """A future for the next `method` event of `session`: ask before
+        the command that causes it."""
+        fut = self.events[(session, method)] = asyncio.get_running_loop().create_future()
+        return fut
 
     async def read(self):
         try:
             async for raw in self.ws:
                 msg = json.loads(raw)
+                if "method" in msg:
+                    fut = self.events.pop((msg.get("sessionId"), msg["method"]), None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                    continue
                 fut = self.waiting.pop(msg.get("id"), None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
         finally:
-            for fut in self.waiting.values():
+            for fut in [*self.waiting.values(), *self.events.values()]:
                 if not fut.done():
                     fut.set_exception(Failed("the DevTools connection closed"))
 
@@ -159,15 +179,35 @@ class Page:
         await self.call("Emulation.setDeviceMetricsOverride",
                         {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False})
         await self.call("Page.enable")
+        loaded = self.dt.event("Page.loadEventFired", self.session)
         await self.call("Page.navigate", {"url": url})
-        await until(f"{self.name}: the page to load",
-                    lambda: self.js("document.readyState === 'complete' && !!document.getElementById('log')"))
+        try:
+            await asyncio.wait_for(loaded, WAIT_S)
+        except asyncio.TimeoutError:
+            raise Failed(f"{self.name}: the page did not load in {WAIT_S:.0f} s") from None
+        await self.wait_for("the page's log", "!!document.getElementById('log')")
 
-    def call(self, method, params=None):
-        return self.dt.call(method, params, session=self.session)
+    def call(self, method, params=None, timeout=WAIT_S):
+        return self.dt.call(method, params, session=self.session, timeout=timeout)
 
-    async def js(self, expr):
-        r = await self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True})
+    async def wait_for(self, what, cond):
+        """Waits, in the page, until the JS expression cond is true: checked
+        at once and again at every change to the DOM (a MutationObserver),
+        for at most WAIT_S."""
+        expr = """new Promise(done => {
+            const check = () => { try { if (%s) { finish(true); } } catch (e) {} };
+            const obs = new MutationObserver(check);
+            const timer = setTimeout(() => finish(false), %d);
+            function finish(ok) { obs.disconnect(); clearTimeout(timer); done(ok); }
+            obs.observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+            check();
+        })""" % (cond, int(WAIT_S * 1000))
+        if not await self.js(expr, await_promise=True):
+            raise Failed(f"timed out after {WAIT_S:.0f} s waiting for {self.name}: {what}")
+
+    async def js(self, expr, await_promise=False):
+        r = await self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True,
+                                                 "awaitPromise": await_promise}, WAIT_S + 5)
         if "exceptionDetails" in r:
             raise Failed(f"{self.name}: {expr}: {r['exceptionDetails'].get('text')}")
         return r["result"].get("value")
@@ -199,26 +239,25 @@ class Page:
         else:
             await self.press_enter()
 
+    ROWS = "[...document.querySelectorAll('#log > div')].map(d => d.textContent)"
+    MEMBERS = "[...document.querySelectorAll('#members li')].map(li => li.textContent)"
+
     def log_rows(self):
-        return self.js("[...document.querySelectorAll('#log > div')].map(d => d.textContent)")
+        return self.js(self.ROWS)
 
     async def members(self):
-        return await self.js("[...document.querySelectorAll('#members li')].map(li => li.textContent)")
+        return await self.js(self.MEMBERS)
 
     async def sees(self, row):
-        async def probe():
-            return row in await self.log_rows()
-        await until(f"{self.name}'s page to show {row!r}", probe)
+        await self.wait_for(f"the page to show {row!r}", f"{self.ROWS}.includes({json.dumps(row)})")
 
     async def connect(self, nick):
         await self.fill("chan", CHAN)
         await self.fill("nick", nick)
         await self.submit("go")
-        await until(f"{self.name}: 'connected as {nick}'",
-                    lambda: self.js("document.getElementById('status').textContent === %s"
-                                    % json.dumps("connected as " + nick)))
-        await until(f"{self.name}: the message box to open",
-                    lambda: self.js("!document.getElementById('text').disabled"))
+        await self.wait_for(f"'connected as {nick}'", "document.getElementById('status').textContent === %s"
+                            % json.dumps("connected as " + nick))
+        await self.wait_for("the message box to open", "!document.getElementById('text').disabled")
 
     async def say(self, text):
         await self.fill("text", text)
@@ -274,11 +313,11 @@ async def converse(http, irc, screenshot):
     import websockets  # Debian's python3-websockets
 
     profile = tempfile.mkdtemp(prefix="troupe-chromium-")
-    proc = start_chromium(profile)
+    proc, found = start_chromium(profile)
     t0 = time.monotonic()
     raw = None
     try:
-        url = await devtools_url(profile, proc)
+        url = await devtools_url(proc, found)
         async with websockets.connect(url, max_size=None, ping_interval=None) as ws:
             dt = DevTools(ws)
             print(f"chromium: DevTools up after {time.monotonic() - t0:.1f} s", flush=True)
@@ -292,9 +331,9 @@ async def converse(http, irc, screenshot):
             await raw.expect(f":alice!alice@127.0.0.1 JOIN {CHAN}")
             await raw.expect(f":bob!bob@127.0.0.1 JOIN {CHAN}")
             for page in (alice, bob):
-                async def probe(page=page):
-                    return sorted(await page.members()) == ["alice", "bob", "carol"]
-                await until(f"{page.name}'s member list to be alice, bob, carol", probe)
+                await page.wait_for("the member list to be alice, bob, carol",
+                                    f"JSON.stringify({Page.MEMBERS}.sort()) === "
+                                    f"'{json.dumps(['alice', 'bob', 'carol'], separators=(',', ':'))}'")
 
             pages = {"alice": alice, "bob": bob}
             script = [
