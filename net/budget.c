@@ -166,6 +166,11 @@ bool tr__budget_in_spent(const tr_conn *c)
     return c->nw != NULL && in_over(c, 8);
 }
 
+bool tr__budget_in_would_spend(const tr_conn *c, size_t extra)
+{
+    return c->nw != NULL && in_over_by(c, 8, extra);
+}
+
 bool tr__budget_out_refuse(tr_conn *c)
 {
     if (c->nw == NULL) {

@@ -94,6 +94,9 @@ void tr__budget_pend(struct tr_conn *c, size_t old_cap, size_t new_cap);
 void tr__budget_out(struct tr_conn *c, int64_t n);
 /* Whether an input budget of c is spent (reads go in small steps). Owner. */
 bool tr__budget_in_spent(const struct tr_conn *c);
+/* Whether an input budget of c would be spent with extra bytes more held.
+ * Owner. */
+bool tr__budget_in_would_spend(const struct tr_conn *c, size_t extra);
 /* Whether an output budget of c is spent; counts the refusal if so.
  * Any thread. */
 bool tr__budget_out_refuse(struct tr_conn *c);

@@ -80,8 +80,11 @@ void tr__conn_input(tr_conn *c, const unsigned char *data, size_t len)
     if (c->pend_len > 0) {
         /* An incomplete frame waits: append and decode from the copy. */
         if (c->pend_cap - c->pend_len < len) {
+            /* Doubling keeps appends cheap, but near an input budget a
+             * doubling could overshoot it by the whole buffer: grow by
+             * what this read needs then (budget.h). */
             size_t cap = c->pend_len + len;
-            if (cap < c->pend_cap * 2) {
+            if (cap < c->pend_cap * 2 && !tr__budget_in_would_spend(c, c->pend_cap)) {
                 cap = c->pend_cap * 2;
             }
             unsigned char *np = realloc(c->pend, cap);

@@ -31,10 +31,13 @@
  * from a full send queue (no overflow policy applies: the connection is
  * not at fault), until peers read and the total drops.
  *
- * Counting is per worker, published into the shared total in batches of
- * 16 KiB, so a budget may be overshot by up to 16 KiB per worker, plus
- * one small read (4 KiB) per connection that starts a frame while the
- * budget is spent. A shared buffer queued on many connections counts once
+ * A partial frame's buffer grows by doubling, except where doubling would
+ * spend an input budget: it then grows by what the read needs. Counting is
+ * per worker, published into the shared total in batches of 16 KiB, so a
+ * budget may be overshot by up to 16 KiB per worker, plus one small read
+ * (4 KiB) per connection that starts a frame while the budget is spent,
+ * plus what workers reading at the same moment add (at most what they
+ * already held, so at most the budget again). A shared buffer queued on many connections counts once
  * per connection (as the send queue limit counts it). */
 #ifndef TROUPE_BUDGET_H
 #define TROUPE_BUDGET_H

@@ -144,8 +144,10 @@ Test(budget, partial_flood_stays_near_budget_and_normal_client_is_served)
         snprintf(line, sizeof(line), "hello %d\n", round);
         cr_assert(round_trip(line, 1000), "round %d: no echo within 1 s", round);
     }
-    /* Slack: one doubling of a holder's buffer, a small read per holder,
-     * the per-worker batches (troupe/budget.h). */
+    /* Slack (troupe/budget.h): what workers reading at the same moment
+     * add (at most what they held), a small read per holder, the
+     * per-worker batches. Before buffers grew by the read near the budget,
+     * every holder could double once past it and this failed 1 run in 4. */
     cr_assert_leq(peak, 2 * LIMIT + N * 4 * KIB + 2 * 16 * KIB, "peak %llu",
                   (unsigned long long)peak);
     tr_server_stats st = tr_test_stats(srv);
