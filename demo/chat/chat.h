@@ -235,7 +235,8 @@ tr_server *chat_http_start(chat *ch, const char *listen, struct tr_http **out, i
 
 /* Writes the Prometheus text exposition of the chat's counters, the
  * listeners' stats, the workers' load and the mailbox depths into buf;
- * returns its length (cut at cap). */
+ * returns the length of the whole text, which buf holds (NUL-terminated)
+ * only if that is less than cap: call again with more room otherwise. */
 size_t chat_metrics(chat *ch, const chat_listener *ls, size_t nls, char *buf, size_t cap);
 
 /* The set of live channels (metrics.c). add returns 0 or TR_ENOMEM (the

@@ -16,6 +16,28 @@ extern const size_t chat_page_len;
 static const char *const subprotocols[] = {"text.ircv3.net", NULL};
 static tr_ws_config ws_cfg; /* set once by chat_http_start, read-only after */
 
+/* The text grows with the workers and listeners, and may grow between
+ * two passes: try again with what the last one needed, a few times. */
+static int metrics(tr_http_req *req, chat *ch)
+{
+    size_t cap = METRICS_BYTES;
+    for (int tries = 0; tries < 4; tries++) {
+        char *buf = malloc(cap);
+        if (buf == NULL) {
+            break;
+        }
+        size_t n = chat_metrics(ch, ch->listeners, ch->nlisteners, buf, cap);
+        if (n < cap) {
+            int rc = tr_http_respond(req, 200, "text/plain; version=0.0.4", buf, n);
+            free(buf);
+            return rc;
+        }
+        free(buf);
+        cap = n + n / 4 + 1;
+    }
+    return tr_http_respond(req, 503, "text/plain", "metrics unavailable\n", 20);
+}
+
 static int on_request(tr_http_req *req, void *user)
 {
     chat *ch = user;
@@ -34,14 +56,7 @@ static int on_request(tr_http_req *req, void *user)
         return tr_http_respond(req, 200, "text/plain", "ok\n", 3);
     }
     if (strcmp(path, "/metrics") == 0) {
-        char *buf = malloc(METRICS_BYTES);
-        if (buf == NULL) {
-            return tr_http_respond(req, 503, "text/plain", "out of memory\n", 14);
-        }
-        size_t n = chat_metrics(ch, ch->listeners, ch->nlisteners, buf, METRICS_BYTES);
-        int rc = tr_http_respond(req, 200, "text/plain; version=0.0.4", buf, n);
-        free(buf);
-        return rc;
+        return metrics(req, ch);
     }
     return tr_http_respond(req, 404, "text/plain", "not found\n", 10);
 }

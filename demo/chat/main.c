@@ -7,7 +7,9 @@
  *
  * SIGINT / SIGTERM: every user is told the server is shutting down, then
  * the servers drain (5 s). SIGHUP reads the TLS certificate again. */
+#include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,41 +30,104 @@ typedef struct options {
 
 static void usage(FILE *to)
 {
-    fprintf(to,
-            "usage: troupe-chat [options]\n"
-            "  --listen HOST:PORT      IRC over TCP (default 127.0.0.1:6667)\n"
-            "  --tls-listen HOST:PORT  IRC over TLS (needs --cert and --key; e.g. 127.0.0.1:6697)\n"
-            "  --cert FILE --key FILE  PEM certificate chain and key (SIGHUP reloads them)\n"
-            "  --http-listen HOST:PORT the web page, /metrics and /healthz (default 127.0.0.1:8080;\n"
-            "                          \"off\" for none)\n"
-            "  --workers N             worker threads (default: one per core)\n"
-            "  --max-clients N         connections at most (default 10000)\n"
-            "  --ping-timeout SECONDS  silence before a PING, and again before the drop (default 120)\n"
-            "  --motd FILE             message of the day\n"
-            "  --password PASS         required with PASS before NICK/USER\n"
-            "  --flood BURST:PER_S     lines at once, then per second (default 20:4)\n"
-            "  --sendq BYTES           a user's send queue; past it the user is closed (512 KiB)\n"
-            "  --name NAME             the server's name (default troupe.chat)\n"
-            "  --log-level LEVEL       debug, info, warn (default) or error\n"
-            "Connect with:  nc 127.0.0.1 6667   (then NICK you / USER you 0 * :You)\n"
-            "               irssi -c 127.0.0.1 -p 6667\n");
+    fprintf(
+        to,
+        "usage: troupe-chat [options]\n"
+        "  --listen HOST:PORT      IRC over TCP (default 127.0.0.1:6667)\n"
+        "  --tls-listen HOST:PORT  IRC over TLS (needs --cert and --key; e.g. 127.0.0.1:6697)\n"
+        "  --cert FILE --key FILE  PEM certificate chain and key (SIGHUP reloads them)\n"
+        "  --http-listen HOST:PORT the web page, /metrics and /healthz (default 127.0.0.1:8080;\n"
+        "                          \"off\" for none)\n"
+        "  --workers N             worker threads (default: one per core)\n"
+        "  --max-clients N         connections at most (default 10000)\n"
+        "  --ping-timeout SECONDS  silence before a PING, and again before the drop (default 120)\n"
+        "  --motd FILE             message of the day\n"
+        "  --password PASS         required with PASS before NICK/USER\n"
+        "  --flood BURST:PER_S     lines at once, then per second (default 20:4)\n"
+        "  --sendq BYTES           a user's send queue; past it the user is closed (512 KiB)\n"
+        "  --name NAME             the server's name (default troupe.chat)\n"
+        "  --log-level LEVEL       debug, info, warn (default) or error\n"
+        "Connect with:  nc 127.0.0.1 6667   (then NICK you / USER you 0 * :You)\n"
+        "               irssi -c 127.0.0.1 -p 6667\n");
 }
 
+/* v as a whole number from min to max into *out; otherwise says why. */
+static bool number(const char *opt, const char *v, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < min || n > max) {
+        fprintf(stderr, "troupe-chat: %s wants a whole number from %ld to %ld, not '%s'\n", opt,
+                min, max, v);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+static bool flood(const char *v, options *o)
+{
+    char tail;
+    if (sscanf(v, "%lf:%lf%c", &o->flood_burst, &o->flood_per_s, &tail) != 2 ||
+        !(o->flood_burst >= 1 && o->flood_burst <= 1e6) ||
+        !(o->flood_per_s > 0 && o->flood_per_s <= 1e6)) {
+        fprintf(stderr,
+                "troupe-chat: --flood wants BURST:PER_S (BURST 1 to 1e6, PER_S above 0, "
+                "up to 1e6), not '%s'\n",
+                v);
+        return false;
+    }
+    return true;
+}
+
+static bool level(const char *v)
+{
+    if (strcmp(v, "debug") == 0 || strcmp(v, "info") == 0 || strcmp(v, "warn") == 0 ||
+        strcmp(v, "error") == 0) {
+        return true;
+    }
+    fprintf(stderr, "troupe-chat: --log-level wants debug, info, warn or error, not '%s'\n", v);
+    return false;
+}
+
+/* Returns 0, or -1 after saying what is wrong (the caller prints usage). */
 static int parse(int argc, char **argv, options *o)
 {
-    *o = (options){.listen = "127.0.0.1:6667", .http_listen = "127.0.0.1:8080", .max_clients = 10000, .ping_s = 120,
-                   .name = "troupe.chat", .log_level = "warn",
-                   .flood_burst = 20, .flood_per_s = 4, .sendq = 512 * 1024};
+    *o = (options){.listen = "127.0.0.1:6667",
+                   .http_listen = "127.0.0.1:8080",
+                   .max_clients = 10000,
+                   .ping_s = 120,
+                   .name = "troupe.chat",
+                   .log_level = "warn",
+                   .flood_burst = 20,
+                   .flood_per_s = 4,
+                   .sendq = 512 * 1024};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             exit(0);
         }
-        const char *v = i + 1 < argc ? argv[++i] : NULL;
-        if (v == NULL) {
+        static const char *const known[] = {
+            "--listen",  "--tls-listen",  "--http-listen",  "--cert",     "--key",
+            "--workers", "--max-clients", "--ping-timeout", "--motd",     "--password",
+            "--name",    "--flood",       "--sendq",        "--log-level"};
+        bool is_known = false;
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) {
+            is_known |= strcmp(a, known[k]) == 0;
+        }
+        if (!is_known) {
+            fprintf(stderr, "troupe-chat: unknown option %s\n", a);
             return -1;
         }
+        const char *v = i + 1 < argc ? argv[++i] : NULL;
+        if (v == NULL) {
+            fprintf(stderr, "troupe-chat: %s wants a value\n", a);
+            return -1;
+        }
+        long n = 0;
+        bool ok = true;
         if (strcmp(a, "--listen") == 0) {
             o->listen = v;
         } else if (strcmp(a, "--tls-listen") == 0) {
@@ -74,11 +139,12 @@ static int parse(int argc, char **argv, options *o)
         } else if (strcmp(a, "--key") == 0) {
             o->key = v;
         } else if (strcmp(a, "--workers") == 0) {
-            o->workers = (unsigned)strtoul(v, NULL, 10);
+            ok = number(a, v, 0, 1024, &n); /* 0: one per core */
+            o->workers = (unsigned)n;
         } else if (strcmp(a, "--max-clients") == 0) {
-            o->max_clients = strtol(v, NULL, 10);
+            ok = number(a, v, 0, 10000000, &o->max_clients);
         } else if (strcmp(a, "--ping-timeout") == 0) {
-            o->ping_s = strtol(v, NULL, 10);
+            ok = number(a, v, 1, 86400, &o->ping_s);
         } else if (strcmp(a, "--motd") == 0) {
             o->motd_file = v;
         } else if (strcmp(a, "--password") == 0) {
@@ -86,22 +152,22 @@ static int parse(int argc, char **argv, options *o)
         } else if (strcmp(a, "--name") == 0) {
             o->name = v;
         } else if (strcmp(a, "--flood") == 0) {
-            if (sscanf(v, "%lf:%lf", &o->flood_burst, &o->flood_per_s) != 2) {
-                return -1;
-            }
+            ok = flood(v, o);
         } else if (strcmp(a, "--sendq") == 0) {
-            o->sendq = strtol(v, NULL, 10);
-        } else if (strcmp(a, "--log-level") == 0) {
+            ok = number(a, v, 4096, 1L << 30, &o->sendq);
+        } else { /* --log-level */
+            ok = level(v);
             o->log_level = v;
-        } else {
+        }
+        if (!ok) {
             return -1;
         }
     }
-    bool tls_ok = (o->tls_listen == NULL) == (o->cert == NULL) && (o->cert == NULL) == (o->key == NULL);
-    return tls_ok && o->ping_s > 0 && o->max_clients >= 0 && o->flood_burst >= 1 &&
-                   o->flood_per_s > 0 && o->sendq >= 4096
-               ? 0
-               : -1;
+    if ((o->tls_listen == NULL) != (o->cert == NULL) || (o->cert == NULL) != (o->key == NULL)) {
+        fprintf(stderr, "troupe-chat: --tls-listen, --cert and --key go together\n");
+        return -1;
+    }
+    return 0;
 }
 
 /* The MOTD file's lines (at most MAX_MOTD_LINES, each cut to 400 bytes). */
@@ -125,8 +191,8 @@ static char **read_motd(const char *path, size_t *n)
 
 static tr_log_level parse_level(const char *s)
 {
-    return strcmp(s, "debug") == 0  ? TR_LOG_DEBUG
-           : strcmp(s, "info") == 0 ? TR_LOG_INFO
+    return strcmp(s, "debug") == 0   ? TR_LOG_DEBUG
+           : strcmp(s, "info") == 0  ? TR_LOG_INFO
            : strcmp(s, "error") == 0 ? TR_LOG_ERROR
                                      : TR_LOG_WARN;
 }
@@ -204,7 +270,8 @@ int main(int argc, char **argv)
     rc.workers = o.workers;
     chat_chan_set_init(&ch.chans);
     ch.rt = tr_runtime_new(&rc, &err);
-    if (ch.rt == NULL || (err = tr_runtime_start(ch.rt)) < 0 || (err = chat_registry_start(&ch)) < 0) {
+    if (ch.rt == NULL || (err = tr_runtime_start(ch.rt)) < 0 ||
+        (err = chat_registry_start(&ch)) < 0) {
         fprintf(stderr, "troupe-chat: runtime: %s\n", tr_strerror(err));
         return 1;
     }

@@ -89,6 +89,7 @@ static void channel_depths(chat_chan_set *s, uint64_t *max, uint64_t *sum)
     free(ids);
 }
 
+/* len: what the whole text needs; the buffer holds it while len < cap. */
 typedef struct out {
     char *buf;
     size_t cap, len;
@@ -98,14 +99,12 @@ static void put(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 static void put(out *o, const char *fmt, ...)
 {
-    if (o->len >= o->cap) {
-        return;
-    }
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    int n = vsnprintf(room > 0 ? o->buf + o->len : NULL, room, fmt, ap);
     va_end(ap);
-    o->len = n < 0 ? o->len : o->len + (size_t)n > o->cap ? o->cap : o->len + (size_t)n;
+    o->len += n > 0 ? (size_t)n : 0;
 }
 
 static void metric(out *o, const char *name, const char *type, const char *help, uint64_t v)
@@ -200,12 +199,15 @@ size_t chat_metrics(chat *ch, const chat_listener *ls, size_t nls, char *buf, si
         const char *name, *help;
         size_t off;
     } per[] = {
-        {"troupe_server_accepted_total", "Connections accepted.", offsetof(tr_server_stats, accepted)},
+        {"troupe_server_accepted_total", "Connections accepted.",
+         offsetof(tr_server_stats, accepted)},
         {"troupe_server_active", "Connections open.", offsetof(tr_server_stats, active)},
         {"troupe_server_bytes_in_total", "Bytes read.", offsetof(tr_server_stats, bytes_in)},
         {"troupe_server_bytes_out_total", "Bytes written.", offsetof(tr_server_stats, bytes_out)},
-        {"troupe_server_frames_in_total", "Frames (lines) decoded.", offsetof(tr_server_stats, frames_in)},
-        {"troupe_server_frames_out_total", "Frames (lines) queued.", offsetof(tr_server_stats, frames_out)},
+        {"troupe_server_frames_in_total", "Frames (lines) decoded.",
+         offsetof(tr_server_stats, frames_in)},
+        {"troupe_server_frames_out_total", "Frames (lines) queued.",
+         offsetof(tr_server_stats, frames_out)},
         {"troupe_server_sends_refused_total", "Sends refused by a full queue.",
          offsetof(tr_server_stats, sends_refused)},
         {"troupe_server_tls_handshakes_total", "TLS handshakes completed.",

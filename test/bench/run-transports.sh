@@ -27,8 +27,8 @@
 #   SCENARIOS ["tls handshake unix udp"]
 #   NOISY [0]   1: a busy loop (sh -c 'while :; do :; done', unpinned) runs
 #               beside every run, as run-actors.sh --noisy does
-#   LOCK [/tmp/troupe-bench.lock]  created with this script's pid while it
-#               runs (others hold off heavy work), removed at the end
+# On a shared machine run it under the lock the other benchmarks use, so no
+# two of them overlap (flock /tmp/troupe-bench.lock test/bench/run-transports.sh).
 #
 # Every run line says how long the server and the loader waited for a CPU
 # (schedstat run delay, % of the run) and the server's CPU per operation
@@ -46,7 +46,6 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SCENARIOS=${SCENARIOS:-"tls handshake unix udp"}
 NOISY=${NOISY:-0}
-LOCK=${LOCK:-/tmp/troupe-bench.lock}
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -88,13 +87,9 @@ cleanup() {
     if [[ -n $noise_pid ]]; then
         kill "$noise_pid" 2>/dev/null || true
     fi
-    if [[ -f $LOCK && $(cat "$LOCK" 2>/dev/null) == "$$" ]]; then
-        rm -f "$LOCK"
-    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-echo $$ >"$LOCK"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj /CN=localhost -keyout "$tmp/key.pem" -out "$tmp/cert.pem" >"$tmp/openssl.log" 2>&1 || {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "troupe/conn.h"
 #include "wait.h"
 
 #ifndef TROUPE_CHAT_PATH
@@ -735,6 +736,61 @@ Test(chat, http_page_healthz_and_metrics_reflect_what_happened)
     client_close(&a);
     client_close(&b);
     cr_assert_eq(stop_server(&s), 0);
+}
+
+Test(chat, metrics_past_64_kib_come_whole)
+{
+    /* 400 workers: their series alone are about 90 KB, past the first
+     * buffer /metrics tries. */
+    server s;
+    start_server(&s, "--workers 400");
+    static char body[1 << 20];
+    http_get(&s, "/metrics", body, sizeof(body));
+    cr_assert_not_null(strstr(body, "200 OK"), "%.200s", body);
+    cr_assert_gt(strlen(body), 64 * 1024, "%zu bytes", strlen(body));
+    cr_assert_eq(metric(body, "troupe_workers"), 400);
+    cr_assert_geq(series(body, "troupe_worker_sleeps_total", "worker=\"399\""), 0);
+    /* The last family, to the end of its last line. */
+    char last[160];
+    snprintf(last, sizeof(last), "troupe_server_errors_total{listener=\"irc\",class=\"%s\"} 0\n",
+             tr_error_class_name((tr_error_class)(TR_ERR__COUNT - 1)));
+    size_t n = strlen(body), k = strlen(last);
+    cr_assert(n > k && strcmp(body + n - k, last) == 0, "the text is cut: ...%s", body + n - 80);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+/* Bad values are refused with a line naming the option, exit status 2. */
+Test(chat, bad_options_are_refused_with_a_reason)
+{
+    static const struct {
+        const char *args, *says;
+    } cases[] = {
+        {"--workers abc", "--workers wants a whole number"},
+        {"--workers 5000", "--workers wants a whole number"},
+        {"--max-clients -1", "--max-clients wants a whole number"},
+        {"--ping-timeout 0", "--ping-timeout wants a whole number"},
+        {"--sendq 12x", "--sendq wants a whole number"},
+        {"--flood 3", "--flood wants BURST:PER_S"},
+        {"--flood 0:1", "--flood wants BURST:PER_S"},
+        {"--log-level loud", "--log-level wants debug"},
+        {"--cert c.pem", "go together"},
+        {"--frobnicate 1", "unknown option --frobnicate"},
+        {"--motd", "--motd wants a value"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "%s %s 2>&1", TROUPE_CHAT_PATH, cases[i].args);
+        FILE *p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        char out[4096];
+        size_t got = fread(out, 1, sizeof(out) - 1, p);
+        out[got] = '\0';
+        int status = pclose(p);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s: status %d", cases[i].args,
+                  status);
+        cr_assert_not_null(strstr(out, cases[i].says), "%s said:\n%s", cases[i].args, out);
+        cr_assert_not_null(strstr(out, "usage: troupe-chat"), "%s: and the usage", cases[i].args);
+    }
 }
 
 /* The WebSocket endpoint, with a client nobody here wrote (Debian's
