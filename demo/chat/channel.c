@@ -71,10 +71,12 @@ static void broadcast(channel *c, const char *line, size_t len, tr_conn_id skip)
             c->ids[n++] = c->m[i].who.conn;
         }
     }
+    /* Those not queued were refused by a full send queue (that user is
+     * closed) or had gone already; the call does not say which. */
     int sent = tr_conn_send_buf_many(c->ids, n, b);
-    if (sent > 0) {
-        chat_stat_add(&c->ch->st.deliveries, sent);
-    }
+    size_t queued = sent > 0 ? (size_t)sent : 0;
+    chat_stat_add(&c->ch->st.deliveries, (int64_t)queued);
+    chat_stat_add(&c->ch->st.delivery_drops, (int64_t)(n - queued));
 }
 
 static void tell_registry(channel *c, uint32_t type)
@@ -146,7 +148,8 @@ static void join(channel *c, const c_join *j)
     int n = snprintf(line, sizeof(line), "%s JOIN %s", prefix, c->name);
     broadcast(c, line, (size_t)n, (tr_conn_id){0});
     if (c->topic[0] != '\0') {
-        chat_send_numeric(c->ch, chat_dest_of(&j->who), 332, j->who.nick, "%s :%s", c->name, c->topic);
+        chat_send_numeric(c->ch, chat_dest_of(&j->who), 332, j->who.nick, "%s :%s", c->name,
+                          c->topic);
     }
     names(c, &j->who);
     joined_reply(c, j->who.conn);
@@ -157,15 +160,17 @@ static void topic(channel *c, const c_topic *t)
 {
     if (!t->set) {
         if (c->topic[0] == '\0') {
-            chat_send_numeric(c->ch, chat_dest_of(&t->who), 331, t->who.nick, "%s :No topic is set", c->name);
+            chat_send_numeric(c->ch, chat_dest_of(&t->who), 331, t->who.nick, "%s :No topic is set",
+                              c->name);
         } else {
-            chat_send_numeric(c->ch, chat_dest_of(&t->who), 332, t->who.nick, "%s :%s", c->name, c->topic);
+            chat_send_numeric(c->ch, chat_dest_of(&t->who), 332, t->who.nick, "%s :%s", c->name,
+                              c->topic);
         }
         return;
     }
     if (find_conn(c, t->who.conn) == NULL) {
-        chat_send_numeric(c->ch, chat_dest_of(&t->who), 442, t->who.nick, "%s :You're not on that channel",
-                          c->name);
+        chat_send_numeric(c->ch, chat_dest_of(&t->who), 442, t->who.nick,
+                          "%s :You're not on that channel", c->name);
         return;
     }
     snprintf(c->topic, sizeof(c->topic), "%s", t->topic);
@@ -180,13 +185,13 @@ static void kick(channel *c, const c_kick *k)
 {
     member *by = find_conn(c, k->who.conn);
     if (by == NULL) {
-        chat_send_numeric(c->ch, chat_dest_of(&k->who), 442, k->who.nick, "%s :You're not on that channel",
-                          c->name);
+        chat_send_numeric(c->ch, chat_dest_of(&k->who), 442, k->who.nick,
+                          "%s :You're not on that channel", c->name);
         return;
     }
     if (!by->op) {
-        chat_send_numeric(c->ch, chat_dest_of(&k->who), 482, k->who.nick, "%s :You're not channel operator",
-                          c->name);
+        chat_send_numeric(c->ch, chat_dest_of(&k->who), 482, k->who.nick,
+                          "%s :You're not channel operator", c->name);
         return;
     }
     member *target = find_nick(c, k->target);
@@ -210,9 +215,9 @@ static void who(channel *c, const chat_who *to)
 {
     for (size_t i = 0; i < c->n; i++) {
         const chat_who *w = &c->m[i].who;
-        chat_send_numeric(c->ch, chat_dest_of(to), 352, to->nick, "%s %s %s %s %s H%s :0 %s", c->name,
-                          w->user, w->host, c->ch->cfg.name, w->nick, c->m[i].op ? "@" : "",
-                          w->nick);
+        chat_send_numeric(c->ch, chat_dest_of(to), 352, to->nick, "%s %s %s %s %s H%s :0 %s",
+                          c->name, w->user, w->host, c->ch->cfg.name, w->nick,
+                          c->m[i].op ? "@" : "", w->nick);
     }
     chat_send_numeric(c->ch, chat_dest_of(to), 315, to->nick, "%s :End of /WHO list.", c->name);
 }

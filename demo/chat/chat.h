@@ -44,7 +44,7 @@ typedef struct chat_stats {
     uint64_t channels;
     uint64_t lines_in;
     uint64_t deliveries;     /* lines queued to users */
-    uint64_t delivery_drops; /* refused: a full queue (the user is closed) */
+    uint64_t delivery_drops; /* not queued: a full queue (the user is closed), or gone */
     uint64_t flood_kills;
     uint64_t sendq_kills;
     uint64_t registrations;

@@ -64,11 +64,7 @@ void chat_deliver(chat *ch, chat_dest to, tr_buf *b)
 {
     int rc = to.ws ? tr_ws_send_buf_id(to.conn, TR_WS_TEXT, tr_buf_retain(b))
                    : tr_conn_send_buf(to.conn, tr_buf_retain(b));
-    if (rc == 0) {
-        chat_stat_add(&ch->st.deliveries, 1);
-    } else if (rc == TR_EBUFFULL) {
-        chat_stat_add(&ch->st.delivery_drops, 1);
-    }
+    chat_stat_add(rc == 0 ? &ch->st.deliveries : &ch->st.delivery_drops, 1);
 }
 
 void chat_prefix(const chat_who *w, char *buf, size_t len)

@@ -184,7 +184,7 @@ size_t chat_metrics(chat *ch, const chat_listener *ls, size_t nls, char *buf, si
     metric(&o, "troupe_chat_deliveries_total", "counter",
            "Lines queued to users by channels and the registry.", chat_stat_get(&st->deliveries));
     metric(&o, "troupe_chat_delivery_drops_total", "counter",
-           "Deliveries refused by a full send queue (that user is closed).",
+           "Deliveries not queued: a full send queue (that user is closed) or a user gone.",
            chat_stat_get(&st->delivery_drops));
     metric(&o, "troupe_chat_flood_disconnects_total", "counter", "Users closed for Excess Flood.",
            chat_stat_get(&st->flood_kills));

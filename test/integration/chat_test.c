@@ -449,6 +449,9 @@ Test(chat, a_flood_is_cut_with_excess_flood)
     cr_assert_eq(stop_server(&s), 0);
 }
 
+static void http_get(const server *s, const char *path, char *out, size_t cap);
+static unsigned long long metric(const char *text, const char *name);
+
 Test(chat, a_reader_that_never_reads_is_cut_and_memory_stays_bounded)
 {
     server s;
@@ -494,6 +497,10 @@ Test(chat, a_reader_that_never_reads_is_cut_and_memory_stays_bounded)
         cut = strstr(line, ":slow!slow@127.0.0.1 QUIT :SendQ exceeded") != NULL;
     }
     cr_assert(cut, "slow was closed for its send queue");
+    static char body[65536];
+    http_get(&s, "/metrics", body, sizeof(body));
+    cr_assert_geq(metric(body, "troupe_chat_sendq_disconnects_total"), 1);
+    cr_assert_geq(metric(body, "troupe_chat_delivery_drops_total"), 1, "the line slow's queue refused");
     long kb = server_rss_kb(&s);
     cr_assert_gt(kb, 0);
     cr_assert_lt(kb, 200 * 1024, "server RSS %ld kB", kb);
