@@ -94,6 +94,17 @@ static long server_rss_kb(const server *s)
     return kb;
 }
 
+/* Runs cmd with sh, its output (up to cap - 1 bytes) into out; returns
+ * its wait status. */
+static int run_capture(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p, "popen %s", cmd);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    return pclose(p);
+}
+
 /* ---- a line client ---- */
 
 typedef struct client {
@@ -787,12 +798,8 @@ Test(chat, bad_options_are_refused_with_a_reason)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char cmd[512];
         snprintf(cmd, sizeof(cmd), "%s %s 2>&1", TROUPE_CHAT_PATH, cases[i].args);
-        FILE *p = popen(cmd, "r");
-        cr_assert_not_null(p);
         char out[4096];
-        size_t got = fread(out, 1, sizeof(out) - 1, p);
-        out[got] = '\0';
-        int status = pclose(p);
+        int status = run_capture(cmd, out, sizeof(out));
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "%s: status %d", cases[i].args,
                   status);
         cr_assert_not_null(strstr(out, cases[i].says), "%s said:\n%s", cases[i].args, out);
@@ -812,11 +819,7 @@ Test(chat, a_websocket_user_and_a_tcp_user_share_a_channel)
     char cmd[512], out[4096];
     snprintf(cmd, sizeof(cmd), "timeout 30 /usr/bin/python3 %s/chat_ws.py %s %s 2>&1",
              TROUPE_TEST_DIR, s.http, s.addr);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
+    int status = run_capture(cmd, out, sizeof(out));
     cr_assert_eq(status, 0, "chat_ws.py failed:\n%s", out);
     cr_assert_not_null(strstr(out, "WS GOT: :tcpuser!t@127.0.0.1 PRIVMSG #web :hello from tcp"), "%s", out);
     cr_assert_not_null(strstr(out, "TCP GOT browser line"), "%s", out);
@@ -840,12 +843,8 @@ Test(chat, two_browser_pages_and_a_tcp_user_talk_in_one_channel)
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "timeout 90 /usr/bin/python3 %s/chat_browser.py %s %s 2>&1",
              TROUPE_TEST_DIR, s.http, s.addr);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
     static char out[16384];
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    int status = pclose(p);
+    int status = run_capture(cmd, out, sizeof(out));
     cr_assert_eq(status, 0, "chat_browser.py failed:\n%s", out);
     cr_assert_not_null(strstr(out, "everyone saw <carol> same here"), "%s", out);
     cr_assert_not_null(strstr(out, "chat_browser.py: ok"), "%s", out);
@@ -871,18 +870,157 @@ Test(chat, irc_over_tls_with_openssl_s_client)
     const char *tls_addr = s.tls;
     cr_assert_neq(tls_addr[0], '\0', "troupe-chat printed its TLS address");
     snprintf(cmd, sizeof(cmd),
-             "(printf 'NICK secure\\r\\nUSER s 0 * :S\\r\\n'; sleep 1; printf 'QUIT :bye\\r\\n') | "
+             "printf 'NICK secure\\r\\nUSER s 0 * :S\\r\\nQUIT :bye\\r\\n' | "
              "timeout 20 openssl s_client -connect %s -quiet -ign_eof 2>/dev/null",
              tls_addr);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
     static char out[16384];
-    size_t n = fread(out, 1, sizeof(out) - 1, p);
-    out[n] = '\0';
-    pclose(p);
+    run_capture(cmd, out, sizeof(out));
     cr_assert_not_null(strstr(out, " 001 secure :Welcome"), "%s", out);
     cr_assert_not_null(strstr(out, "ERROR :Closing Link"), "%s", out);
     cr_assert_eq(stop_server(&s), 0);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* A line of the server's stdout containing `want`, within timeout_ms, into
+ * out; false at its end or after the timeout. */
+static bool server_says(server *s, const char *want, char *out, size_t cap, int timeout_ms)
+{
+    int fd = fileno(s->out);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    uint64_t end = tr_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        while (fgets(out, (int)cap, s->out) != NULL) {
+            if (strstr(out, want) != NULL) {
+                return true;
+            }
+        }
+        if (feof(s->out)) {
+            return false;
+        }
+        clearerr(s->out);
+        uint64_t now = tr_test_now_ms();
+        if (now >= end) {
+            return false;
+        }
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        poll(&pfd, 1, (int)(end - now));
+    }
+}
+
+/* The subject of the certificate the TLS listener at addr presents
+ * ("subject=CN = ..."), as Debian's openssl s_client sees it. */
+static void tls_subject(const char *addr, char *out, size_t cap)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "timeout 20 openssl s_client -connect %s </dev/null 2>/dev/null | "
+             "openssl x509 -noout -subject 2>/dev/null",
+             addr);
+    run_capture(cmd, out, cap);
+}
+
+static void make_cert(const char *dir, const char *name)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "-subj /CN=%s -keyout %s/%s-key.pem -out %s/%s-cert.pem >/dev/null 2>&1",
+             name, dir, name, dir, name);
+    cr_assert_eq(system(cmd), 0, "openssl (Debian package openssl) makes a certificate");
+}
+
+/* SIGHUP reads the certificate and key again: new handshakes get the new
+ * pair; a pair that does not load is refused and the old one stays. */
+Test(chat, sighup_reloads_the_tls_certificate)
+{
+    char dir[] = "/tmp/troupe-chat-hup-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    make_cert(dir, "first");
+    make_cert(dir, "second");
+    char cert[256], key[256], path[256], extra[640], got[512];
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(path, sizeof(path), "%s/first-cert.pem", dir);
+    cr_assert_eq(rename(path, cert), 0);
+    snprintf(path, sizeof(path), "%s/first-key.pem", dir);
+    cr_assert_eq(rename(path, key), 0);
+    snprintf(extra, sizeof(extra), "--tls-listen 127.0.0.1:0 --cert %s --key %s", cert, key);
+    server s;
+    start_server(&s, extra);
+    cr_assert_neq(s.tls[0], '\0', "troupe-chat printed its TLS address");
+    tls_subject(s.tls, got, sizeof(got));
+    cr_assert_not_null(strstr(got, "CN = first"), "%s", got);
+
+    /* New files alone change nothing. */
+    snprintf(path, sizeof(path), "%s/second-cert.pem", dir);
+    cr_assert_eq(rename(path, cert), 0);
+    snprintf(path, sizeof(path), "%s/second-key.pem", dir);
+    cr_assert_eq(rename(path, key), 0);
+    tls_subject(s.tls, got, sizeof(got));
+    cr_assert_not_null(strstr(got, "CN = first"), "%s", got);
+
+    char line[512];
+    cr_assert_eq(kill(s.pid, SIGHUP), 0);
+    cr_assert(server_says(&s, "SIGHUP: TLS reload", line, sizeof(line), 10000));
+    cr_assert_not_null(strstr(line, "reload done"), "%s", line);
+    tls_subject(s.tls, got, sizeof(got));
+    cr_assert_not_null(strstr(got, "CN = second"), "%s", got);
+
+    /* A key that does not parse: refused, said, the second pair stays. */
+    FILE *f = fopen(key, "w");
+    cr_assert_not_null(f);
+    fputs("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n", f);
+    fclose(f);
+    cr_assert_eq(kill(s.pid, SIGHUP), 0);
+    cr_assert(server_says(&s, "SIGHUP: TLS reload", line, sizeof(line), 10000));
+    cr_assert_null(strstr(line, "reload done"), "%s", line);
+    tls_subject(s.tls, got, sizeof(got));
+    cr_assert_not_null(strstr(got, "CN = second"), "%s", got);
+
+    cr_assert_eq(stop_server(&s), 0);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Past --max-clients a new connection is told why and closed; once
+ * someone leaves, a new one is welcome. */
+Test(chat, max_clients_closes_the_one_too_many)
+{
+    server s;
+    start_server(&s, "--max-clients 2");
+    client a, b, c;
+    login_any_motd(&a, &s, "alice");
+    login_any_motd(&b, &s, "bob");
+    client_open(&c, &s);
+    expect(&c, "ERROR :Closing Link: 127.0.0.1 (Too many connections)", NULL, 0);
+    cr_assert(at_eof(&c, 5000), "the one too many is closed");
+    client_close(&c);
+    client_close(&a);
+    /* alice's close reaches the count a moment later: try until welcome. */
+    bool welcome = false;
+    for (int i = 0; i < 100 && !welcome; i++) {
+        client_open(&c, &s);
+        sendf(&c, "NICK carol");
+        sendf(&c, "USER carol 0 * :Carol");
+        char line[1024];
+        while (next_line(&c, line, sizeof(line), 5000)) {
+            if (strstr(line, " 001 carol ") != NULL) {
+                welcome = true;
+                break;
+            }
+            if (strstr(line, "Too many connections") != NULL) {
+                break;
+            }
+        }
+        if (!welcome) {
+            cr_assert(at_eof(&c, 5000), "refused and closed");
+            client_close(&c);
+        }
+    }
+    cr_assert(welcome, "a place came free");
+    client_close(&c);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
 }
