@@ -1024,3 +1024,153 @@ Test(chat, max_clients_closes_the_one_too_many)
     client_close(&b);
     cr_assert_eq(stop_server(&s), 0);
 }
+
+/* Reads b's lines until one contains `want`, answering every PING on the
+ * way (as a live client does); false after timeout_ms or at EOF. */
+static bool expect_answering(client *b, const char *want, int timeout_ms)
+{
+    char line[1024];
+    uint64_t end = tr_test_now_ms() + (uint64_t)timeout_ms;
+    while (tr_test_now_ms() < end && next_line(b, line, sizeof(line), timeout_ms)) {
+        if (strncmp(line, "PING ", 5) == 0) {
+            sendf(b, "PONG %s", line + 5);
+        }
+        if (strstr(line, want) != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* --ping-timeout: a silent user is pinged, then dropped (and its channel
+ * hears the QUIT); one who answers stays, and is pinged again later. Both
+ * are read in one loop, so bob answers each PING as it comes. */
+Test(chat, a_silent_user_is_pinged_then_dropped_one_who_answers_stays)
+{
+    server s;
+    start_server(&s, "--ping-timeout 2");
+    client a, b;
+    login_any_motd(&a, &s, "alice");
+    login_any_motd(&b, &s, "bob");
+    join(&a, "alice", "#p");
+    join(&b, "bob", "#p");
+    bool a_pinged = false, a_told = false, a_closed = false, b_heard = false;
+    int b_pings = 0;
+    uint64_t end = tr_test_now_ms() + 30000;
+    while (tr_test_now_ms() < end && !(a_closed && b_heard && b_pings >= 2)) {
+        char line[1024];
+        while (next_line(&b, line, sizeof(line), 0)) {
+            if (strncmp(line, "PING ", 5) == 0) {
+                sendf(&b, "PONG %s", line + 5);
+                b_pings++;
+            }
+            b_heard |= strstr(line, ":alice!alice@127.0.0.1 QUIT :Ping timeout") != NULL;
+        }
+        while (!a_closed && next_line(&a, line, sizeof(line), 0)) {
+            a_pinged |= strcmp(line, "PING :troupe.chat") == 0;
+            if (strcmp(line, "ERROR :Closing Link: 127.0.0.1 (Ping timeout)") == 0) {
+                cr_assert(a_pinged, "pinged before the drop");
+                a_told = true;
+            }
+        }
+        int peek = a_told ? tr_test_sock_peek(a.fd, 0) : 1;
+        a_closed = a_closed || peek == 0 || peek == -ECONNRESET;
+        struct pollfd pfd[2] = {{.fd = a.fd, .events = a_closed ? 0 : POLLIN},
+                                {.fd = b.fd, .events = POLLIN}};
+        poll(pfd, 2, 100);
+    }
+    cr_assert(a_closed, "alice was pinged (%d), told (%d) and closed", a_pinged, a_told);
+    cr_assert(b_heard, "bob heard alice go");
+    cr_assert_geq(b_pings, 2, "bob answered and was pinged again");
+    sendf(&b, "PING :alive");
+    cr_assert(expect_answering(&b, "PONG", 10000), "bob is still there");
+    client_close(&a);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+/* --password: PASS before NICK/USER, or 464 and the link is closed. */
+Test(chat, password_is_required_when_set)
+{
+    server s;
+    start_server(&s, "--password sesame");
+    client x, y, z;
+    client_open(&x, &s);
+    sendf(&x, "NICK xavier");
+    sendf(&x, "USER x 0 * :X");
+    expect(&x, " 464 ", NULL, 0);
+    expect(&x, "ERROR :Closing Link: 127.0.0.1 (Bad password)", NULL, 0);
+    cr_assert(at_eof(&x, 5000));
+    client_open(&y, &s);
+    sendf(&y, "PASS open");
+    sendf(&y, "NICK yvonne");
+    sendf(&y, "USER y 0 * :Y");
+    expect(&y, " 464 ", NULL, 0);
+    cr_assert(at_eof(&y, 5000));
+    client_open(&z, &s);
+    sendf(&z, "PASS sesame");
+    sendf(&z, "NICK zoe");
+    sendf(&z, "USER z 0 * :Z");
+    expect(&z, " 001 zoe ", NULL, 0);
+    client_close(&x);
+    client_close(&y);
+    client_close(&z);
+    cr_assert_eq(stop_server(&s), 0);
+}
+
+/* --motd FILE: its lines as 375 / 372 / 376, at registration and on MOTD. */
+Test(chat, motd_file_lines_come_as_375_372_376)
+{
+    char path[] = "/tmp/troupe-chat-motd-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    const char *text = "Welcome to the test network.\nBe kind.\n";
+    cr_assert_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    char extra[128];
+    snprintf(extra, sizeof(extra), "--motd %s", path);
+    server s;
+    start_server(&s, extra);
+    client a;
+    client_open(&a, &s);
+    sendf(&a, "NICK alice");
+    sendf(&a, "USER alice 0 * :A");
+    for (int round = 0; round < 2; round++) {
+        expect(&a, " 375 alice :- troupe.chat Message of the day", NULL, 0);
+        expect(&a, " 372 alice :- Welcome to the test network.", NULL, 0);
+        expect(&a, " 372 alice :- Be kind.", NULL, 0);
+        expect(&a, " 376 alice :End of /MOTD command.", NULL, 0);
+        if (round == 0) {
+            sendf(&a, "MOTD"); /* and again on request */
+        }
+    }
+    client_close(&a);
+    cr_assert_eq(stop_server(&s), 0);
+    unlink(path);
+}
+
+/* JOIN 0 parts every channel, and each channel hears it. */
+Test(chat, join_0_parts_every_channel)
+{
+    server s;
+    start_server(&s, NULL);
+    client a, b;
+    login_any_motd(&a, &s, "alice");
+    login_any_motd(&b, &s, "bob");
+    join(&a, "alice", "#one");
+    join(&a, "alice", "#two");
+    join(&b, "bob", "#one");
+    join(&b, "bob", "#two");
+    sendf(&a, "JOIN 0");
+    expect(&a, ":alice!alice@127.0.0.1 PART #two", NULL, 0);
+    expect(&a, ":alice!alice@127.0.0.1 PART #one", NULL, 0);
+    expect(&b, ":alice!alice@127.0.0.1 PART #", NULL, 0);
+    expect(&b, ":alice!alice@127.0.0.1 PART #", NULL, 0);
+    /* alice is in no channel now: a line to #one is refused (404). */
+    sendf(&a, "PRIVMSG #one :still here?");
+    expect(&a, " 404 alice #one ", NULL, 0);
+    cr_assert(silent_about(&b, "still here?", 300), "bob hears nothing from outside");
+    client_close(&a);
+    client_close(&b);
+    cr_assert_eq(stop_server(&s), 0);
+}
